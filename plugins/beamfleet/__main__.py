@@ -1,0 +1,5 @@
+"""Allow ``python -m beamfleet``."""
+
+from beamfleet.cli import main
+
+main()
