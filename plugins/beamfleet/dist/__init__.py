@@ -1,0 +1,1 @@
+"""beamfleet.dist: a pure-Python asyncio hidden-node client of Erlang distribution."""
