@@ -1,1 +1,1 @@
-"""beamfleet.facts."""
+"""beamfleet.facts: pyinfra facts (``beamfleet.facts.swarm``: swarm state, nodes, tokens)."""

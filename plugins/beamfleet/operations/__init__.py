@@ -1,1 +1,1 @@
-"""beamfleet.operations."""
+"""beamfleet.operations: pyinfra operations (``beamfleet.operations.swarm``)."""
