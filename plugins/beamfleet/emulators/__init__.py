@@ -1,0 +1,16 @@
+"""Emulators of metadata APIs (Rancher 1.x, AWS IMDSv2, GCP, Azure IMDS, DigitalOcean,
+OpenStack) for tests: small stdlib HTTP servers on 127.0.0.1, each following its
+provider's documented endpoints, headers and token flow. They are emulators, not the
+real services; every real component (erl, dnsmasq, Swarm) is started for real.
+"""
+
+from beamfleet.emulators.base import MetadataEmulator, Request, Response
+from beamfleet.emulators.rancher import RancherMetadataEmulator, rancher_container
+
+__all__ = [
+    "MetadataEmulator",
+    "RancherMetadataEmulator",
+    "Request",
+    "Response",
+    "rancher_container",
+]
