@@ -17,7 +17,8 @@ Small API (reused by the dist and the discovery-agent suites)::
   gets a private EPMD of its own that is stopped with it.
 - Readiness: the node writes a file from ``-eval`` once distribution is up, and its
   name must be listed by its EPMD; both are polled with a deadline.
-- ``stop()`` kills the whole process group (SIGTERM, then SIGKILL) and removes HOME.
+- ``stop()`` SIGKILLs the node's whole process group and removes HOME; ``Epmd.stop()``
+  sends SIGTERM, then SIGKILL.
 """
 
 from __future__ import annotations
@@ -109,9 +110,14 @@ def _netns_prefix(netns: str | None) -> list[str]:
     return ["ip", "netns", "exec", netns] if netns else []
 
 
-def _kill_group(proc: subprocess.Popen[bytes], grace: float = 3.0) -> None:
-    """SIGTERM the process group, wait up to ``grace`` s, then SIGKILL it."""
-    if proc.poll() is None:
+def _kill_group(proc: subprocess.Popen[bytes], grace: float = 3.0,
+                graceful: bool = True) -> None:
+    """SIGTERM the process group, wait up to ``grace`` s, then SIGKILL it.
+
+    ``graceful=False`` goes straight to SIGKILL (throw-away test nodes: the kernel still
+    closes their sockets, so peers and EPMD see them go at once).
+    """
+    if graceful and proc.poll() is None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -252,10 +258,11 @@ class ErlNode:
         return self.proc.poll() is None
 
     def stop(self) -> None:
+        """Kill the node (SIGKILL to its process group), its owned EPMD, remove HOME."""
         if self._stopped:
             return
         self._stopped = True
-        _kill_group(self.proc)
+        _kill_group(self.proc, graceful=False)
         if self.owned_epmd is not None:
             self.owned_epmd.stop()
         shutil.rmtree(self.home, ignore_errors=True)
