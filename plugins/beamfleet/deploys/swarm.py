@@ -19,6 +19,7 @@ when that would leave fewer managers than a quorum of the current ones.
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +27,7 @@ from gevent.lock import Semaphore
 from pyinfra.api.deploy import deploy
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.api.host import Host
+from pyinfra.api.operation import operation
 from pyinfra.api.state import State
 from pyinfra.context import host, state
 from pyinfra.facts.server import Hostname
@@ -96,6 +98,19 @@ def advertise_address(target: Host) -> str:
     return str(addr)
 
 
+@operation()
+def sync_point() -> Generator[str, None, None]:
+    """An ordering point every host passes: it changes nothing.
+
+    pyinfra orders operations per host only (one DAG of each host's sequence, ties broken
+    by source line), so an operation on one host is not guaranteed to run after another
+    host's earlier one. An operation called by *every* host at the same line is one node
+    of that DAG: everything before it, on any host, runs before everything after it.
+    """
+    host.noop("ordering point")
+    yield from ()
+
+
 @deploy("Swarm formation")
 def swarm_formation() -> None:
     """Init / join / roles / labels / networks (the engine must be installed before)."""
@@ -105,6 +120,9 @@ def swarm_formation() -> None:
     pool = host.data.get("swarm_default_addr_pool") or DEFAULT_ADDR_POOL
     if host.name == plan.acting_manager:
         swarm.init(name="Initialise the swarm", advertise_addr=addr, default_addr_pool=pool)
+    sync_point(name="Swarm exists")
+    if host.name == plan.acting_manager:
+        pass  # it is in the swarm already
     elif host.name in managers:
         swarm.join(
             name="Join the swarm as a manager",
@@ -120,6 +138,7 @@ def swarm_formation() -> None:
             role="worker",
             advertise_addr=addr,
         )
+    sync_point(name="Every host joined")
     if host.name != plan.acting_manager:
         return
     # From here on: operations the acting manager runs for every node.
@@ -207,8 +226,10 @@ def remove_hosts(raw: str) -> None:
         for node in target_nodes:
             swarm.node_availability(name=f"Drain {node}", node=node, availability="drain")
             swarm.node_role(name=f"Demote {node}", node=node, role="worker")
+    sync_point(name="Hosts to remove drained and demoted")
     if host.name in targets:
         swarm.leave(name="Leave the swarm")
+    sync_point(name="Hosts to remove left the swarm")
     if host.name == acting.name:
         for node in target_nodes:
             swarm.node_remove(name=f"Remove node {node}", node=node)

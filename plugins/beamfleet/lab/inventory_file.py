@@ -17,6 +17,9 @@ _SSH = {{
     "ssh_known_hosts_file": {known_hosts!r},
     "ssh_strict_host_key_checking": "yes",
 }}
+# Read on the acting manager: one attachable overlay with an explicit subnet inside the
+# swarm's address pool (10.233.0.0/16), for lab experiments.
+_SWARM = {{"swarm_networks": {{"lab": {{"subnet": "10.233.255.0/24", "attachable": True}}}}}}
 '''
 
 
@@ -44,6 +47,7 @@ def render_inventory(
             out.append(
                 f"    ({name!r}, {{\n"
                 f"        **_SSH,\n"
+                f"        **_SWARM,\n"
                 f'        "ssh_hostname": {ip!r},\n'
                 f'        "swarm_advertise_addr": {ip!r},\n'
                 # Each inner dockerd gets its own cgroup parent: the hosts share the
