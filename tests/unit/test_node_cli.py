@@ -1,0 +1,62 @@
+"""`beamfleet node`: input checks that need no Erlang node (exit 2, cookie handling)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from beamfleet.cli import main
+from beamfleet.cli.node import EXIT_USAGE
+
+
+def invoke(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, ["node", *args], env=env)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_help_documents_exit_codes() -> None:
+    code, out, _ = invoke("--help")
+    assert code == 0
+    for cmd in ("ping", "nodes", "connect", "disconnect"):
+        assert cmd in out
+
+
+@pytest.mark.parametrize("flag", ["--cookie", "--setcookie", "-c"])
+def test_no_way_to_pass_the_cookie_value(flag: str) -> None:
+    code, _, err = invoke("ping", "a@127.0.0.1", flag, "SECRET")
+    assert code == EXIT_USAGE
+    assert "No such option" in err
+
+
+def test_missing_cookie_file_is_usage_error(tmp_path: Path) -> None:
+    missing = tmp_path / "nope"
+    code, out, err = invoke("ping", "a@127.0.0.1", "--cookie-file", str(missing))
+    assert code == EXIT_USAGE
+    assert str(missing) in err and "does not exist" in err
+    assert "Traceback" not in out + err
+
+
+def test_env_cookie_file_is_used_and_never_printed(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    code, _, err = invoke("ping", "a@127.0.0.1", env={"BEAMFLEET_COOKIE_FILE": str(empty)})
+    assert code == EXIT_USAGE and "is empty" in err
+
+    secret = tmp_path / "cookie"
+    secret.write_text("TOPSECRETCOOKIE\n")
+    secret.chmod(0o400)
+    # a bad node name fails before any network traffic, with the cookie already loaded
+    code, out, err = invoke("ping", "not-a-node-name", "--json",
+                            env={"BEAMFLEET_COOKIE_FILE": str(secret)})
+    assert code == EXIT_USAGE
+    assert "invalid node name" in err
+    assert '"error": "InvalidNodeName"' in out
+    assert "TOPSECRETCOOKIE" not in out + err
+
+
+def test_bad_timeout_is_usage_error() -> None:
+    code, _, err = invoke("ping", "a@127.0.0.1", "--timeout", "-1")
+    assert code == EXIT_USAGE
+    assert "--timeout" in err
