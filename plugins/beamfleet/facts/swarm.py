@@ -14,8 +14,10 @@ import ipaddress
 import json
 from typing import Any, TypedDict
 
+from pyinfra.api.command import StringCommand
 from pyinfra.api.facts import FactBase
 from pyinfra.api.hiddenvalue import HiddenValue
+from pyinfra.api.host import Host
 from typing_extensions import override
 
 # Engine states of `docker info` .Swarm.LocalNodeState
@@ -94,8 +96,7 @@ class SwarmNodes(FactBase[list[dict[str, Any]]]):
     @override
     def command(self) -> str:
         return (
-            f"if {_IF_MANAGER}; then docker node inspect $(docker node ls -q); "
-            "else echo '[]'; fi"
+            f"if {_IF_MANAGER}; then docker node inspect $(docker node ls -q); else echo '[]'; fi"
         )
 
     @override
@@ -116,6 +117,11 @@ class SwarmJoinTokens(FactBase[JoinTokens | None]):
     ``None`` when the host is not a manager. Use ``token.unmask()`` only to hand the
     token to the Engine API (see ``beamfleet.operations.swarm.join``), never to print it
     or to put it on a command line.
+
+    Caution: with ``-vvv`` pyinfra prints every fact command's raw output, tokens
+    included. Code that must stay silent at any verbosity (beamfleet's own join) uses
+    :func:`read_join_tokens` instead, which runs the same command with output printing
+    off.
 
     .. code:: python
 
@@ -141,13 +147,28 @@ class SwarmJoinTokens(FactBase[JoinTokens | None]):
 
     @override
     def process(self, output: list[str]) -> JoinTokens | None:
-        lines = [line.strip() for line in output if line.strip()]
-        if len(lines) != 2:
-            return None
-        return JoinTokens(
-            worker=hidden(lines[0], "*SWARM-WORKER-TOKEN*"),
-            manager=hidden(lines[1], "*SWARM-MANAGER-TOKEN*"),
-        )
+        return parse_join_tokens(output)
+
+
+def parse_join_tokens(output: list[str]) -> JoinTokens | None:
+    """Two lines (worker token, manager token) -> JoinTokens, else None."""
+    lines = [line.strip() for line in output if line.strip()]
+    if len(lines) != 2 or not all(line.startswith("SWMTKN-") for line in lines):
+        return None
+    return JoinTokens(
+        worker=hidden(lines[0], "*SWARM-WORKER-TOKEN*"),
+        manager=hidden(lines[1], "*SWARM-MANAGER-TOKEN*"),
+    )
+
+
+def read_join_tokens(manager: Host) -> JoinTokens | None:
+    """The join tokens of ``manager``'s swarm, read without printing them at any verbosity."""
+    ok, output = manager.run_shell_command(
+        StringCommand(SwarmJoinTokens().command()),
+        print_output=False,
+        print_input=False,
+    )
+    return parse_join_tokens(output.stdout_lines) if ok else None
 
 
 class SwarmNetworks(FactBase[dict[str, dict[str, Any]]]):

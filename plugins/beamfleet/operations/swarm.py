@@ -32,9 +32,9 @@ from beamfleet.facts.swarm import (
     SWARM_INACTIVE,
     JoinTokens,
     SwarmInfo,
-    SwarmJoinTokens,
     SwarmNetworks,
     SwarmNodes,
+    read_join_tokens,
 )
 
 SWARM_PORT = 2377
@@ -148,8 +148,8 @@ def _manager_tokens(state: State, manager: Host) -> tuple[JoinTokens, str]:
     key = (id(state), manager.name)
     with _token_lock:
         if key not in _token_cache:
-            tokens = manager.get_fact(SwarmJoinTokens)
-            info = manager.get_fact(SwarmInfo)
+            tokens = read_join_tokens(manager)  # never printed, even with -vvv
+            info: dict[str, Any] = manager.get_fact(SwarmInfo)
             if not tokens or not info.get("NodeAddr"):
                 raise SwarmOperationError(
                     f"cannot read join tokens from {manager.name}: it is not a swarm manager "
@@ -178,9 +178,7 @@ def _engine_api_join(
     }
     if advertise_addr:
         request["AdvertiseAddr"] = advertise_addr
-    command = StringCommand(
-        "python3", "-c", shlex.quote(ENGINE_API_CLIENT), "POST", "/swarm/join"
-    )
+    command = StringCommand("python3", "-c", shlex.quote(ENGINE_API_CLIENT), "POST", "/swarm/join")
     ok, output = host.run_shell_command(
         command,
         _stdin=json.dumps(request),
@@ -370,9 +368,7 @@ def node_role(node: str, role: str) -> Generator[StringCommand, None, None]:
     if (found.get("Spec") or {}).get("Role") == role:
         host.noop(f"node {node} is already a {role}")
         return
-    yield StringCommand(
-        "docker", "node", "promote" if role == "manager" else "demote", found["ID"]
-    )
+    yield StringCommand("docker", "node", "promote" if role == "manager" else "demote", found["ID"])
 
 
 @operation()
