@@ -1,1 +1,47 @@
-"""beamfleet.naming."""
+"""Node-name templating: ``basename@<address peers can reach>``.
+
+- :mod:`~beamfleet.naming.addresses`: the host's/container's addresses (ip or /proc).
+- :mod:`~beamfleet.naming.select`: CIDR/interface filters, never "the first one".
+- :mod:`~beamfleet.naming.providers`: metadata APIs, ``k8s``, ``hostname``, ``env:VAR``.
+- :mod:`~beamfleet.naming.nodename`: validation and output formats.
+- :mod:`~beamfleet.naming.resolve`: what ``beamfleet nodename`` runs (sources → name).
+
+The sh form is ``beamfleet/assets/beamfleet-nodename``; both share flags, outputs,
+error texts and exit codes (see docs/naming.md).
+"""
+
+from beamfleet.naming.addresses import Address, from_network_devices, list_addresses
+from beamfleet.naming.errors import (
+    AddressSelectionError,
+    AmbiguousAddressError,
+    InvalidInputError,
+    NamingError,
+    NoAddressError,
+    SourceError,
+)
+from beamfleet.naming.nodename import (
+    FORMATS,
+    NodeName,
+    make_node_name,
+    node_name_from_addresses,
+)
+from beamfleet.naming.resolve import resolve_node_name
+from beamfleet.naming.select import select_address
+
+__all__ = [
+    "FORMATS",
+    "Address",
+    "AddressSelectionError",
+    "AmbiguousAddressError",
+    "InvalidInputError",
+    "NamingError",
+    "NoAddressError",
+    "NodeName",
+    "SourceError",
+    "from_network_devices",
+    "list_addresses",
+    "make_node_name",
+    "node_name_from_addresses",
+    "resolve_node_name",
+    "select_address",
+]
