@@ -34,7 +34,15 @@ from beamfleet.dist.errors import (
     HandshakeRejected,
     RpcError,
 )
-from beamfleet.dist.etf import Atom, Pid, Reference, decode_from, encode
+from beamfleet.dist.etf import (
+    Atom,
+    Pid,
+    Reference,
+    decode_body_from,
+    decode_from,
+    encode,
+    encode_body,
+)
 
 # control message codes (erl_dist_protocol)
 SEND = 2
@@ -63,6 +71,11 @@ _ATOM_USER = Atom("user")
 _ATOM_BADRPC = Atom("badrpc")
 
 _u32 = struct.Struct(">I")
+_three_words = struct.Struct(">III").pack
+
+
+def _encode_args(args: list[Any] | tuple[Any, ...]) -> bytes:
+    return encode_body(list(args)) if args else b"\x6a"
 
 
 class InvalidNodeName(DistError, ValueError):
@@ -109,12 +122,20 @@ class _DistProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.conn._last_rx = self.conn._loop.time()
+        if not self.handshake_mode and not self.buf:
+            # common case: parse straight from the received bytes, keep only a tail
+            used = self._parse_frames(data)
+            if used < len(data):
+                self.buf += data[used:]
+            return
         buf = self.buf
         buf += data
         if self.handshake_mode:
             self._parse_handshake()
         if not self.handshake_mode:
-            self._parse_frames()
+            used = self._parse_frames(buf)
+            if used:
+                del buf[:used]
 
     def eof_received(self) -> bool:
         self.eof = True
@@ -154,8 +175,8 @@ class _DistProtocol(asyncio.Protocol):
         return self.hs_frames.popleft()
 
     # -- connected phase
-    def _parse_frames(self) -> None:
-        buf = self.buf
+    def _parse_frames(self, buf: bytes | bytearray) -> int:
+        """Dispatch every complete u32 frame in ``buf``; return the bytes consumed."""
         pos = 0
         end = len(buf)
         conn = self.conn
@@ -168,8 +189,7 @@ class _DistProtocol(asyncio.Protocol):
             else:
                 conn._on_frame(bytes(buf[pos + 4:pos + 4 + n]))
             pos += 4 + n
-        if pos:
-            del buf[:pos]
+        return pos
 
 
 class NodeConnection:
@@ -180,8 +200,7 @@ class NodeConnection:
         self.local_name = local_name
         self._creation = creation
         self._loop = asyncio.get_running_loop()
-        self._self_pid = Pid(Atom(local_name), 1, 0, creation)
-        self._pending: dict[Reference, asyncio.Future[Any]] = {}
+        self._pending: dict[bytes, asyncio.Future[Any]] = {}
         self._ref_counter = itertools.count(1)
         self._ref_salt = secrets.randbits(32)
         self._closed = self._loop.create_future()
@@ -191,9 +210,35 @@ class NodeConnection:
         self._last_rx = self._loop.time()
         self._last_tx = self._loop.time()
         self._keepalive: asyncio.Task[None] | None = None
-        # encoded once: our half of every REG_SEND to rex
-        self._reg_send_rex = b"p" + encode((REG_SEND, self._self_pid, _ATOM_EMPTY, _ATOM_REX))
         self._peer_flags = 0
+        self._atoms: dict[str, bytes] = {}
+        self._set_identity(local_name)
+
+    def _set_identity(self, local_name: str) -> None:
+        """Our name and pid, and the fixed byte strings of every RPC built from them."""
+        self.local_name = local_name
+        self._self_pid = Pid(Atom(local_name), 1, 0, self._creation)
+        pid = encode_body(self._self_pid)
+        # the REG_SEND control message of every call to rex
+        self._reg_send_rex = b"p" + encode((REG_SEND, self._self_pid, _ATOM_EMPTY, _ATOM_REX))
+        # {'$gen_call', {SelfPid, _ ...
+        self._gen_call_head = (b"\x83\x68\x03" + encode_body(_ATOM_GEN_CALL) + b"\x68\x02"
+                               + pid)
+        # ... {call, _ ...
+        self._call_head = b"\x68\x05" + encode_body(_ATOM_CALL)
+        self._user = encode_body(_ATOM_USER)
+        # how the node addresses a reply to us: 'p' + {SEND, '', SelfPid}, then {Ref, _}
+        self._send_to_us = b"p" + encode((SEND, _ATOM_EMPTY, self._self_pid)) + b"\x83\x68\x02"
+        self._ref_head = struct.pack(">BH", 90, 3) + encode_body(self._self_pid.node) \
+            + struct.pack(">I", self._creation)
+
+    def _atom(self, name: str) -> bytes:
+        raw = self._atoms.get(name)
+        if raw is None:
+            raw = encode_body(Atom(name))
+            if len(self._atoms) < 1000:
+                self._atoms[name] = raw
+        return raw
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
@@ -241,10 +286,10 @@ class NodeConnection:
                 fut.set_exception(ConnectionLost(self.node, reason))
 
     # -- I/O
-    def _send_frame(self, body: bytes) -> None:
+    def _send_frame(self, *parts: bytes) -> None:
         if self._transport is None or self.closed:
             raise ConnectionLost(self.node, self._close_reason or "not connected")
-        self._transport.write(_u32.pack(len(body)) + body)
+        self._transport.write(b"".join((_u32.pack(sum(map(len, parts))), *parts)))
         self._last_tx = self._loop.time()
 
     def _on_tick(self) -> None:
@@ -254,6 +299,21 @@ class NodeConnection:
             self._last_tx = self._loop.time()
 
     def _on_frame(self, frame: bytes) -> None:
+        head = self._send_to_us
+        if frame.startswith(head):
+            # fast path for RPC replies: the control message and the reference are the
+            # bytes we expect; look the call up by its encoded reference, decode the result
+            end = len(head) + len(self._ref_head) + 12
+            fut = self._pending.pop(frame[len(head):end], None)
+            if fut is not None:
+                try:
+                    result, _ = decode_body_from(frame, end)
+                except DistError as exc:
+                    fut.set_exception(exc)
+                else:
+                    if not fut.done():
+                        fut.set_result(result)
+                return
         if frame[0] != 112:  # 'p' is the only message type without atom cache/fragments
             return
         try:
@@ -273,9 +333,8 @@ class NodeConnection:
 
     def _deliver(self, frame: bytes, pos: int) -> None:
         message, _ = decode_from(frame, pos)
-        if type(message) is tuple and len(message) == 2:
-            fut = self._pending.pop(message[0], None) if type(message[0]) is Reference \
-                else None
+        if type(message) is tuple and len(message) == 2 and type(message[0]) is Reference:
+            fut = self._pending.pop(encode_body(message[0]), None)
             if fut is not None and not fut.done():
                 fut.set_result(message[1])
 
@@ -291,11 +350,12 @@ class NodeConnection:
                 self._last_tx = now
 
     # -- RPC
-    def _new_ref(self) -> Reference:
+    def _new_ref(self) -> bytes:
+        """A fresh reference, encoded (NEWER_REFERENCE with three words)."""
         n = next(self._ref_counter)
         # first word limited to 18 bits, as the runtime makes them
-        return Reference(self._self_pid.node, self._creation,
-                         (n & 0x3FFFF, (n >> 18) & 0xFFFFFFFF, self._ref_salt))
+        return self._ref_head + _three_words(n & 0x3FFFF, (n >> 18) & 0xFFFFFFFF,
+                                             self._ref_salt)
 
     async def rpc(self, module: str, function: str, args: list[Any] | tuple[Any, ...] = (),
                   *, timeout: float | None = None) -> Any:
@@ -318,12 +378,14 @@ class NodeConnection:
         if self.closed:
             raise ConnectionLost(self.node, self._close_reason)
         ref = self._new_ref()
+        # {'$gen_call', {SelfPid, Ref}, {call, Mod, Fun, Args, user}}, spliced from
+        # pre-encoded parts: this is the hot path of every call
+        parts = (self._reg_send_rex, self._gen_call_head, ref, self._call_head,
+                 self._atom(module), self._atom(function), _encode_args(args), self._user)
         fut: asyncio.Future[Any] = self._loop.create_future()
         self._pending[ref] = fut
-        msg = encode((_ATOM_GEN_CALL, (self._self_pid, ref),
-                      (_ATOM_CALL, Atom(module), Atom(function), list(args), _ATOM_USER)))
         try:
-            self._send_frame(self._reg_send_rex + msg)
+            self._send_frame(*parts)
             if timeout is None:
                 result = await fut
             else:
@@ -395,9 +457,8 @@ async def _open(node: str, cookie: str, *, timeout: float, epmd_port: int,
     assert conn is not None
     conn._transport = transport
     sock_host = str(transport.get_extra_info("sockname")[0])
-    conn.local_name = f"beamfleet-{secrets.token_hex(5)}@{_format_host(local_host or sock_host)}"
-    conn._self_pid = Pid(Atom(conn.local_name), 1, 0, conn._creation)
-    conn._reg_send_rex = b"p" + encode((REG_SEND, conn._self_pid, _ATOM_EMPTY, _ATOM_REX))
+    conn._set_identity(
+        f"beamfleet-{secrets.token_hex(5)}@{_format_host(local_host or sock_host)}")
     try:
         await asyncio.wait_for(_handshake(conn, protocol, cookie), timeout)
     except TimeoutError as exc:
@@ -409,7 +470,8 @@ async def _open(node: str, cookie: str, *, timeout: float, epmd_port: int,
     conn._last_rx = conn._last_tx = loop.time()
     conn._keepalive = loop.create_task(conn._keepalive_loop())
     # frames that arrived together with the ack
-    protocol._parse_frames()
+    used = protocol._parse_frames(protocol.buf)
+    del protocol.buf[:used]
     return conn
 
 

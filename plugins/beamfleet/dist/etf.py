@@ -185,6 +185,16 @@ def encode(term: Any, *, compressed: bool | int = False) -> bytes:
     return bytes((VERSION,)) + bytes(out)
 
 
+def encode_body(term: Any) -> bytes:
+    """Encode ``term`` without the version byte (to splice into a larger term)."""
+    out = bytearray()
+    try:
+        _encode(term, out)
+    except RecursionError as exc:
+        raise TermCodecError("term nested too deeply to encode") from exc
+    return bytes(out)
+
+
 def _encode_atom(name: str, out: bytearray) -> None:
     raw = name.encode("utf-8")
     if len(name) > 255:
@@ -351,10 +361,21 @@ def decode_from(data: bytes | bytearray | memoryview, pos: int) -> tuple[Any, in
     if pos >= len(buf) or buf[pos] != VERSION:
         raise TermCodecError("not an external term (the version byte 131 is missing)")
     pos += 1
+    if pos < len(buf) and buf[pos] == COMPRESSED:
+        return _guarded(_decode_compressed, buf, pos + 1)
+    return _guarded(_decode, buf, pos)
+
+
+def decode_body_from(data: bytes, pos: int) -> tuple[Any, int]:
+    """Decode one term at ``pos`` that has no version byte (inside a larger term)."""
+    return _guarded(_decode, data, pos)
+
+
+def _guarded(func: Callable[[bytes, int], tuple[Any, int]], buf: bytes,
+             pos: int) -> tuple[Any, int]:
+    """Run a decoder, turning every way malformed input can fail into TermCodecError."""
     try:
-        if pos < len(buf) and buf[pos] == COMPRESSED:
-            return _decode_compressed(buf, pos + 1)
-        return _decode(buf, pos)
+        return func(buf, pos)
     except TermCodecError:
         raise
     except (IndexError, struct.error) as exc:

@@ -1,0 +1,159 @@
+"""beamfleet.dist on loopback: handshake latency, RPC throughput, erl_call comparison, RSS.
+
+    .venv/bin/python benchmarks/dist_rpc.py [--runtime otp25|otp28]
+
+Starts one real erl node (private EPMD, random cookie in a 0400 file) and prints a table:
+- connect (EPMD lookup + TCP + v6 handshake) p50/p95 over 200 sequential connects;
+- RPC throughput, sequential and with 64 calls in flight, of ``erlang:abs(-1)``;
+- the same call by spawning ``erl_call`` (what a shell script would do), per call,
+  next to ours on an open connection and ours with connect+call+close each time;
+- RSS of this process with 100 open connections (VmRSS from /proc/self/status).
+Targets (issue 2): handshake p50 <= 5 ms; >= 5,000 RPC/s with 64 in flight; per call
+>= 20x faster than erl_call; 100 connections <= 50 MB RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from beamfleet.dist import Atom, connect  # noqa: E402
+from tests.support.erlang import Epmd, ErlNode, runtime, start_node  # noqa: E402
+
+CONNECTS = 200
+SEQ_CALLS = 3000
+PAR_CALLS = 30000
+IN_FLIGHT = 64
+ERL_CALLS = 20
+OPEN_CONNECTIONS = 100
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+async def bench(node: ErlNode) -> list[tuple[str, str, str, bool]]:
+    rows: list[tuple[str, str, str, bool]] = []
+    cookie, port = node.cookie, node.epmd_port
+
+    # warm up imports, caches, the node's accept path
+    for _ in range(5):
+        async with connect(node.name, cookie, epmd_port=port) as conn:
+            await conn.rpc("erlang", "abs", [-1])
+
+    lat = []
+    for _ in range(CONNECTS):
+        t0 = time.perf_counter()
+        conn = await connect(node.name, cookie, epmd_port=port)
+        lat.append((time.perf_counter() - t0) * 1000)
+        await conn.close()
+    p50, p95 = pct(lat, 0.5), pct(lat, 0.95)
+    rows.append((f"connect p50 ({CONNECTS} connects)", f"{p50:.2f} ms", "<= 5 ms", p50 <= 5))
+    rows.append(("connect p95", f"{p95:.2f} ms", "", True))
+
+    async with connect(node.name, cookie, epmd_port=port) as conn:
+        t0 = time.perf_counter()
+        for _ in range(SEQ_CALLS):
+            assert await conn.rpc("erlang", "abs", [-1]) == 1
+        seq_s = time.perf_counter() - t0
+        seq_rate = SEQ_CALLS / seq_s
+        per_call_ms = seq_s / SEQ_CALLS * 1000
+        rows.append((f"RPC sequential ({SEQ_CALLS} calls)", f"{seq_rate:,.0f} RPC/s", "", True))
+
+        remaining = PAR_CALLS
+
+        async def worker() -> None:
+            nonlocal remaining
+            while remaining > 0:
+                remaining -= 1
+                assert await conn.rpc("erlang", "abs", [-1]) == 1
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(IN_FLIGHT)))
+        par_rate = PAR_CALLS / (time.perf_counter() - t0)
+        rows.append((f"RPC {IN_FLIGHT} in flight ({PAR_CALLS} calls)",
+                     f"{par_rate:,.0f} RPC/s", ">= 5,000 RPC/s", par_rate >= 5000))
+        assert await conn.rpc("erlang", "system_info", [Atom("otp_release")])
+
+    fresh = []
+    for _ in range(ERL_CALLS):
+        t0 = time.perf_counter()
+        async with connect(node.name, cookie, epmd_port=port) as conn:
+            await conn.rpc("erlang", "abs", [-1])
+        fresh.append((time.perf_counter() - t0) * 1000)
+    fresh_ms = statistics.median(fresh)
+
+    spawned = []
+    for _ in range(ERL_CALLS):
+        t0 = time.perf_counter()
+        out = subprocess.run(
+            [node.runtime.erl_call, "-name", node.name, "-a", "erlang abs [-1]"],
+            env=node.env, capture_output=True, text=True, check=True)
+        spawned.append((time.perf_counter() - t0) * 1000)
+        assert out.stdout.strip() == "1"
+    erl_call_ms = statistics.median(spawned)
+    ratio = erl_call_ms / per_call_ms
+    rows.append((f"erl_call per call (median of {ERL_CALLS})", f"{erl_call_ms:.2f} ms", "", True))
+    rows.append(("beamfleet per call, open connection", f"{per_call_ms:.3f} ms",
+                 f"{ratio:,.0f}x faster (>= 20x)", ratio >= 20))
+    rows.append(("beamfleet connect+call+close (median)", f"{fresh_ms:.2f} ms",
+                 f"{erl_call_ms / fresh_ms:,.1f}x faster", True))
+
+    gc.collect()
+    before = rss_mb()
+    conns = [await connect(node.name, cookie, epmd_port=port) for _ in range(OPEN_CONNECTIONS)]
+    results = await asyncio.gather(*(c.rpc("erlang", "abs", [-1]) for c in conns))
+    assert results == [1] * OPEN_CONNECTIONS
+    after = rss_mb()
+    rows.append((f"RSS with {OPEN_CONNECTIONS} open connections", f"{after:.1f} MB",
+                 "<= 50 MB", after <= 50))
+    rows.append(("  of which the connections", f"{after - before:.1f} MB", "", True))
+    await asyncio.gather(*(c.close() for c in conns))
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runtime", choices=["otp25", "otp28"], default="otp25")
+    args = parser.parse_args()
+    rt = runtime(args.runtime)
+    epmd = Epmd.start()
+    node = start_node(rt, epmd=epmd)
+    try:
+        rows = asyncio.run(bench(node))
+    finally:
+        node.stop()
+        epmd.stop()
+    print(f"dist_rpc: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+          f"OTP {rt.release} node on loopback, Python {platform.python_version()}, "
+          f"{platform.machine()}")
+    width = max(len(r[0]) for r in rows)
+    print(f"{'measure':<{width}}  {'result':>14}  target")
+    for name, value, target, ok in rows:
+        mark = "" if not target else ("  ok" if ok else "  MISSED")
+        print(f"{name:<{width}}  {value:>14}  {target}{mark}")
+    missed = [r[0] for r in rows if r[2] and not r[3]]
+    print("all targets met" if not missed else f"targets missed: {', '.join(missed)}")
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
