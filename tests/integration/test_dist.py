@@ -21,6 +21,7 @@ from beamfleet.dist import (
     Pid,
     Reference,
     RpcError,
+    TermCodecError,
     connect,
     epmd,
 )
@@ -264,6 +265,19 @@ def test_badrpc_raises_rpc_error(erl_node: NodeFactory) -> None:
             assert "undef" in repr(info.value.reason)
             # the connection stays usable after a failed call
             assert await conn.rpc("erlang", "abs", [-3]) == 3
+
+    run(main())
+
+
+def test_undecodable_reply_fails_only_that_call(erl_node: NodeFactory) -> None:
+    node = erl_node()
+
+    async def main() -> None:
+        async with connect(node.name, node.cookie, epmd_port=node.epmd_port) as conn:
+            # #{[1] => 2}: a map keyed by a list has no Python dict form
+            with pytest.raises(TermCodecError, match="dict key"):
+                await conn.rpc("maps", "from_list", [[([1], 2)]], timeout=5)
+            assert await conn.rpc("erlang", "abs", [-5], timeout=5) == 5
 
     run(main())
 

@@ -309,7 +309,8 @@ class NodeConnection:
                 try:
                     result, _ = decode_body_from(frame, end)
                 except DistError as exc:
-                    fut.set_exception(exc)
+                    if not fut.done():
+                        fut.set_exception(exc)
                 else:
                     if not fut.done():
                         fut.set_result(result)
@@ -327,9 +328,11 @@ class NodeConnection:
                 _, ident, from_pid, to_pid = control
                 self._send_frame(b"p" + encode((UNLINK_ID_ACK, ident, to_pid, from_pid)))
             # LINK, EXIT, MONITOR_P, GROUP_LEADER, ...: nothing of ours to link or monitor
-        except DistError as exc:
-            # a term we cannot decode is a protocol failure; nothing after it can be trusted
-            self._lost(f"undecodable message: {exc}")
+        except DistError:
+            # framing is intact, so one message we cannot decode (e.g. a map keyed by
+            # lists) costs only that message; RPC replies take the fast path above and
+            # fail their own call instead
+            return
 
     def _deliver(self, frame: bytes, pos: int) -> None:
         message, _ = decode_from(frame, pos)
