@@ -233,6 +233,12 @@ class PrivateAddress(FactBase[str | None]):
         return pick_private_address(output)
 
 
+# RFC 1918 and RFC 6598 (carrier-grade NAT, used by some clouds for private networks).
+# Not ipaddress's `is_private`: it also counts documentation and other special ranges.
+_PRIVATE_NETWORKS = tuple(
+    ipaddress.IPv4Network(n)
+    for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")
+)
 _DOCKER_IFACE_PREFIXES = ("docker", "br-", "veth", "vxlan", "docker_gwbridge")
 
 
@@ -249,13 +255,11 @@ def pick_private_address(output: list[str]) -> str | None:
             default_dev = default_dev or words[words.index("dev") + 1]
         elif in_addrs and len(words) >= 4 and words[2] == "inet":
             addrs.append((words[1], words[3].split("/")[0]))
-    shared = ipaddress.IPv4Network("100.64.0.0/10")
     private = [
         (dev, ip)
         for dev, ip in addrs
         if not dev.startswith(_DOCKER_IFACE_PREFIXES)
-        and (ipaddress.IPv4Address(ip).is_private or ipaddress.IPv4Address(ip) in shared)
-        and not ipaddress.IPv4Address(ip).is_loopback
+        and any(ipaddress.IPv4Address(ip) in net for net in _PRIVATE_NETWORKS)
     ]
     for dev, ip in private:
         if dev == default_dev:
