@@ -1,0 +1,45 @@
+"""Prove the cluster is one mesh: desired replicas = running tasks = DNS answers, and
+every node sees every other node. Prints one table (node x peers seen); exits non-zero,
+naming which node misses which peer, when the mesh is not complete within
+``check_timeout`` seconds (default 120).
+
+    pyinfra -y inventories/lab.py deploys/check.py
+
+Changes nothing. The looking is done on the acting manager, from inside an agent
+container (the controller cannot reach the overlay network): see beamfleet.facts.beam.
+"""
+
+import sys
+
+from pyinfra.api.exceptions import PyinfraError
+from pyinfra.context import host
+
+from beamfleet.deploys.agent import agent_name
+from beamfleet.deploys.cluster import acting_manager, cluster_settings
+from beamfleet.deploys.cookie import COOKIE_TARGET
+from beamfleet.facts.beam import MeshReport, render_mesh
+
+
+class MeshIncompleteError(PyinfraError):
+    """The application's nodes are not all connected to each other."""
+
+
+if host.name == acting_manager().name:
+    settings = cluster_settings()
+    app = settings.app
+    report = host.get_fact(
+        MeshReport,
+        app=app.name,
+        basename=app.basename,
+        network=app.network,
+        agent=agent_name(app),
+        cookie_file=f"/run/secrets/{COOKIE_TARGET}",
+        timeout=settings.check_timeout,
+    )
+    # stderr: stdout stays clean for `pyinfra --json`
+    print(render_mesh(report), file=sys.stderr, flush=True)
+    if not report.get("complete"):
+        raise MeshIncompleteError(
+            f"the {app.name} mesh is not complete after {settings.check_timeout} s: "
+            + "; ".join(report.get("problems") or ["no report"])
+        )
