@@ -27,7 +27,7 @@ def _fail(message: str, code: int) -> None:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--basename", required=True, help="The part before '@' (a valid alive name).")
+@click.option("--basename", default=None, help="The part before '@' (a valid alive name).")
 @click.option(
     "--source", default="auto", show_default=True,
     help="auto|rancher|aws|gcp|azure|digitalocean|openstack|k8s|hostname|env:VAR",
@@ -43,7 +43,7 @@ def _fail(message: str, code: int) -> None:
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def nodename(
     *,
-    basename: str,
+    basename: str | None,
     source: str,
     cidrs: tuple[str, ...],
     interface: str | None,
@@ -63,6 +63,9 @@ def nodename(
             _fail(f"unexpected argument '{command[0]}' (a command needs --exec -- CMD...)", 2)
         if do_exec and not command:
             _fail("--exec needs a command after --", 2)
+        if basename is None:
+            _fail("missing --basename NAME (the part before '@')", 2)
+            return
         node = resolve_node_name(basename, source, cidrs, interface)
     except NamingError as exc:
         _fail(str(exc), exc.exit_code)

@@ -4,11 +4,21 @@ provider's documented endpoints, headers and token flow. They are emulators, not
 real services; every real component (erl, dnsmasq, Swarm) is started for real.
 """
 
+from beamfleet.emulators.aws import AwsImdsEmulator
+from beamfleet.emulators.azure import AzureImdsEmulator
 from beamfleet.emulators.base import MetadataEmulator, Request, Response
+from beamfleet.emulators.digitalocean import DigitalOceanMetadataEmulator
+from beamfleet.emulators.gcp import GcpMetadataEmulator
+from beamfleet.emulators.openstack import OpenStackMetadataEmulator
 from beamfleet.emulators.rancher import RancherMetadataEmulator, rancher_container
 
 __all__ = [
+    "AwsImdsEmulator",
+    "AzureImdsEmulator",
+    "DigitalOceanMetadataEmulator",
+    "GcpMetadataEmulator",
     "MetadataEmulator",
+    "OpenStackMetadataEmulator",
     "RancherMetadataEmulator",
     "Request",
     "Response",

@@ -115,7 +115,7 @@ def make_node_name(basename: str, host: str) -> NodeName:
     check_basename(basename)
     host = host.strip()
     try:
-        ip = ipaddress.ip_address(host)
+        ip = None if "%" in host else ipaddress.ip_address(host)  # no scoped (zone) addresses
     except ValueError:
         ip = None
     if ip is not None:

@@ -25,8 +25,8 @@ def parse_cidr(text: str) -> IPNetwork:
         return ipaddress.ip_network(text.strip(), strict=True)
     except ValueError as exc:
         raise InvalidInputError(
-            f"invalid --cidr '{text}': {exc} (expected a network such as 10.0.9.0/24 "
-            "or fd00::/64)"
+            f"invalid --cidr '{text}': expected a network such as 10.0.9.0/24 or fd00::/64 "
+            "(no host bits set)"
         ) from exc
 
 
