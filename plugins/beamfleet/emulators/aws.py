@@ -55,12 +55,12 @@ class AwsImdsEmulator(MetadataEmulator):
                             headers={"X-aws-ec2-metadata-token-ttl-seconds": ttl})
         if not request.path.startswith("/latest/meta-data"):
             return not_found()
-        token = request.header("x-aws-ec2-metadata-token")
+        presented = request.header("x-aws-ec2-metadata-token")
         with self._lock:
-            expiry = self._tokens.get(token or "")
-        if token is not None and (expiry is None or expiry < time.monotonic()):
+            expiry = self._tokens.get(presented or "")
+        if presented is not None and (expiry is None or expiry < time.monotonic()):
             return Response(401, "Unauthorized\n")
-        if token is None and self.tokens_required:
+        if presented is None and self.tokens_required:
             return Response(401, "Unauthorized\n")
         key = request.path[len("/latest/meta-data"):].strip("/")
         data = self._data()
