@@ -87,4 +87,13 @@ def ensure_host_image() -> str:
         return tag
     ensure_base_image("bookworm")
     docker("build", "-q", "--label", f"{LABEL}=host", "-t", tag, str(lab_assets_dir()), timeout=900)
+    _remove_outdated_host_images(keep=tag)
     return tag
+
+
+def _remove_outdated_host_images(keep: str) -> None:
+    """Drop host images of earlier Dockerfile versions (those still in use stay)."""
+    out = docker("images", "--format", "{{.Repository}}:{{.Tag}}", HOST_IMAGE_REPO).stdout
+    for ref in out.decode().split():
+        if ref != keep:
+            docker("rmi", ref, check=False)
