@@ -35,7 +35,7 @@ class AgentSettings:
 
     image: str = ""
     interval: float = 1.0
-    port: int = 8379
+    port: int = 9568
     cpus: float = 0.25
     memory_mb: int = 96
 
@@ -51,7 +51,7 @@ def agent_args(app: AppSettings, agent: AgentSettings) -> list[str]:
         "--source", f"dns:tasks.{app.name}",
         "--basename", app.basename,
         "--ownership", "rendezvous",
-        "--rendezvous", f"tasks.{agent_name(app)}",
+        "--agents-dns", f"tasks.{agent_name(app)}",
         "--interval", f"{agent.interval:g}",
         "--cookie-file", f"/run/secrets/{COOKIE_TARGET}",
         "--listen", f"0.0.0.0:{agent.port}",

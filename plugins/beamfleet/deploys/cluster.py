@@ -69,7 +69,7 @@ CLUSTER_KEYS: dict[str, tuple[KeySpec, Any]] = {
     "image_registry": (KeySpec((bool,), "hosts pull app_image/agent_image"), False),
     "agent_image": (KeySpec((str,), "the agent image (default: built here)"), None),
     "agent_interval": (KeySpec((int, float), "agent poll interval (s)", _positive), 1),
-    "agent_port": (KeySpec((int,), "agent /healthz and /metrics port", _positive), 8379),
+    "agent_port": (KeySpec((int,), "agent /healthz and /metrics port", _positive), 9568),
     "cookie_file": (KeySpec((str,), "a cookie file on the controller to use"), None),
     "rotate_cookie": (KeySpec((bool,), "make a new cookie and roll the services"), False),
     "check_timeout": (KeySpec((int,), "seconds check.py waits for the mesh", _positive), 120),

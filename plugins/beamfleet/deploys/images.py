@@ -112,16 +112,26 @@ def app_context(directory: Path) -> dict[str, Path]:
     return files
 
 
+# What the agent image needs of the package: no pyinfra-side code (facts, operations,
+# deploys, lab, inventory), which would only change its hash without being used there.
+AGENT_MODULES = ("__init__.py", "__main__.py", "py.typed", "cli", "dist", "discovery", "naming")
+_agent_files: dict[str, Path] = {}
+
+
 def agent_context() -> dict[str, Path]:
-    """The agent's build context: its Dockerfile and launcher, plus this package's code."""
-    pkg = package_dir()
-    files = {p.name: p for p in _context_files(pkg / "assets" / "agent")}
-    for path in _context_files(pkg):
-        rel = path.relative_to(pkg)
-        # the lab's assets are big and only used on the controller
-        if rel.parts[:2] != ("assets", "lab") and path.suffix in {".py", ""} | {".typed"}:
-            files[(Path("beamfleet") / rel).as_posix()] = path
-    return files
+    """The agent's build context: its Dockerfile and launcher, plus the runtime modules.
+
+    Read once per process, so every host of a run gets the same image.
+    """
+    with _lock:
+        if not _agent_files:
+            pkg = package_dir()
+            _agent_files.update({p.name: p for p in _context_files(pkg / "assets" / "agent")})
+            for path in _context_files(pkg):
+                rel = path.relative_to(pkg)
+                if rel.parts[0] in AGENT_MODULES and path.suffix in {".py", ".typed"}:
+                    _agent_files[(Path("beamfleet") / rel).as_posix()] = path
+        return dict(_agent_files)
 
 
 def _ensure_bases(dockerfile: Path) -> None:
@@ -137,11 +147,16 @@ _built: dict[str, Image] = {}
 
 
 def build(repo: str, files: Mapping[str, Path]) -> Image:
-    """Build (unless present) and save (unless saved) ``repo:<context hash>``, once."""
-    ref = f"{repo}:{context_hash(files)}"
+    """Build (unless present) and save (unless saved) ``repo:<context hash>``, once.
+
+    Once per process and context: every host of a run gets the same image, even if a
+    file of the context is edited while the run plans.
+    """
+    key = repo + "\0" + "\0".join(sorted(str(p) for p in files.values()))
     with _lock:
-        if ref in _built:
-            return _built[ref]
+        if key in _built:
+            return _built[key]
+        ref = f"{repo}:{context_hash(files)}"
         if not _docker("images", "-q", ref).strip():
             _ensure_bases(files["Dockerfile"])
             with tempfile.TemporaryDirectory(prefix="beamfleet-build-") as tmp:
@@ -153,7 +168,7 @@ def build(repo: str, files: Mapping[str, Path]) -> Image:
         image_id = _docker("image", "inspect", "--format", "{{.Id}}", ref).strip()
         archive = save(ref, image_id)
         image = Image(ref=ref, image_id=image_id, archive=archive)
-        _built[ref] = image
+        _built[key] = image
         return image
 
 
@@ -165,7 +180,7 @@ def save(ref: str, image_id: str) -> Path:
     archive = directory / f"{safe}-{image_id.removeprefix('sha256:')[:16]}.tar.gz"
     if archive.is_file():
         return archive
-    partial = archive.with_suffix(".partial")
+    partial = archive.with_name(f"{archive.name}.{os.getpid()}.partial")
     with partial.open("wb") as out:
         saver = subprocess.Popen(["docker", "save", ref], stdout=subprocess.PIPE)
         gzip = subprocess.run(["gzip", "-1"], stdin=saver.stdout, stdout=out, check=False)
@@ -183,17 +198,16 @@ def local_image(ref: str) -> Image:
     with _lock:
         if ref in _built:
             return _built[ref]
-    try:
-        image_id = _docker("image", "inspect", "--format", "{{.Id}}", ref).strip()
-    except ImageBuildError as exc:
-        raise ImageBuildError(
-            f"image {ref} is not in this machine's Docker engine: build or load it here, or "
-            "set `image_registry: true` if the hosts pull it from a registry"
-        ) from exc
-    image = Image(ref=ref, image_id=image_id, archive=save(ref, image_id))
-    with _lock:
+        try:
+            image_id = _docker("image", "inspect", "--format", "{{.Id}}", ref).strip()
+        except ImageBuildError as exc:
+            raise ImageBuildError(
+                f"image {ref} is not in this machine's Docker engine: build or load it here, "
+                "or set `image_registry: true` if the hosts pull it from a registry"
+            ) from exc
+        image = Image(ref=ref, image_id=image_id, archive=save(ref, image_id))
         _built[ref] = image
-    return image
+        return image
 
 
 @deploy("Images")
