@@ -10,6 +10,7 @@ Same flags, outputs, error texts and exit codes as the sh shim
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 
 import click
@@ -24,6 +25,17 @@ PROG = "nodename"
 def _fail(message: str, code: int) -> None:
     click.echo(f"{PROG}: {message}", err=True)
     sys.exit(code)
+
+
+def _check_executable(program: str) -> None:
+    """Fail like the shim (127 not found, 126 not executable) before replacing the process."""
+    if "/" in program:
+        if not os.path.exists(program):
+            _fail(f"--exec: command not found: {program}", 127)
+        if os.path.isdir(program) or not os.access(program, os.X_OK):
+            _fail(f"--exec: command not executable: {program}", 126)
+    elif shutil.which(program) is None:
+        _fail(f"--exec: command not found: {program}", 127)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -76,6 +88,7 @@ def nodename(
     os.environ.update(node.env(os.environ))
     os.environ["BEAMFLEET_NODE_NAME"] = node.name
     argv = list(command) + (node.erl_args() if fmt == "erl-flags" else [])
+    _check_executable(argv[0])
     sys.stdout.flush()
     try:
         os.execvp(argv[0], argv)

@@ -32,6 +32,12 @@ class AwsImdsEmulator(MetadataEmulator):
         self.tokens_required = tokens_required
         self._tokens: dict[str, float] = {}
 
+    @property
+    def issued_tokens(self) -> list[str]:
+        """Tokens handed out so far, oldest first (tests check the GET presents the last)."""
+        with self._lock:
+            return list(self._tokens)
+
     def _data(self) -> dict[str, str]:
         data = {"local-ipv4": self.local_ipv4, "local-hostname": "ip-emulated.ec2.internal",
                 "instance-id": "i-0123456789abcdef0"}
