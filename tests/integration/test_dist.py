@@ -251,6 +251,10 @@ def test_one_megabyte_reply(erl_node: NodeFactory) -> None:
             assert blob == b"0123456789abcdef" * 65536
             seq = await conn.rpc("lists", "seq", [1, 300_000], timeout=20)
             assert seq == list(range(1, 300_001))
+            # and the other way: 64 MB of arguments in flight go through back-pressure
+            sizes = await asyncio.gather(*(conn.rpc("erlang", "byte_size", [bytes(1 << 20)],
+                                                    timeout=60) for _ in range(64)))
+            assert sizes == [1 << 20] * 64
 
     run(main())
 

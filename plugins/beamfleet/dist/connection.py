@@ -59,9 +59,11 @@ TICK = b"\x00\x00\x00\x00"
 # We send a tick when we have sent nothing for this long (the default net_ticktime is
 # 60 s; peers with a lower one tick more often, and we answer each of their ticks).
 KEEPALIVE_INTERVAL = 15.0
-# Nothing at all received for this long means the peer is gone (default net_ticktime 60 s
-# makes a healthy peer tick every 15 s).
+# Nothing at all received for this long: probe the peer with an RPC (default net_ticktime
+# 60 s makes a healthy peer tick every 15 s; one with a much larger net_ticktime answers
+# the probe) and drop the connection when that fails too.
 IDLE_LIMIT = 75.0
+PROBE_TIMEOUT = 10.0
 
 _ATOM_EMPTY = Atom("")
 _ATOM_REX = Atom("rex")
@@ -142,6 +144,12 @@ class _DistProtocol(asyncio.Protocol):
         self._wake()
         return False
 
+    def pause_writing(self) -> None:
+        self.conn._can_write.clear()
+
+    def resume_writing(self) -> None:
+        self.conn._can_write.set()
+
     def connection_lost(self, exc: Exception | None) -> None:
         self.eof = True
         self._wake()
@@ -212,6 +220,9 @@ class NodeConnection:
         self._keepalive: asyncio.Task[None] | None = None
         self._peer_flags = 0
         self._atoms: dict[str, bytes] = {}
+        # cleared while the transport's write buffer is over its high-water mark
+        self._can_write = asyncio.Event()
+        self._can_write.set()
         self._set_identity(local_name)
 
     def _set_identity(self, local_name: str) -> None:
@@ -276,6 +287,7 @@ class NodeConnection:
             return
         self._close_reason = reason
         self._closed.set_result(None)
+        self._can_write.set()  # writers waiting for room find the connection closed
         if self._keepalive is not None:
             self._keepalive.cancel()
         if self._transport is not None:
@@ -346,8 +358,13 @@ class NodeConnection:
             await asyncio.sleep(KEEPALIVE_INTERVAL / 3)
             now = self._loop.time()
             if now - self._last_rx > IDLE_LIMIT:
-                self._lost(f"nothing received for {IDLE_LIMIT:g} s (tick timeout)")
-                return
+                try:
+                    await self.rpc("erlang", "node", [], timeout=PROBE_TIMEOUT)
+                except DistError:
+                    self._lost(f"nothing received for {IDLE_LIMIT:g} s and no answer to a "
+                               f"probe (tick timeout)")
+                    return
+                continue
             if now - self._last_tx >= KEEPALIVE_INTERVAL and self._transport is not None:
                 self._transport.write(TICK)
                 self._last_tx = now
@@ -385,6 +402,18 @@ class NodeConnection:
         # pre-encoded parts: this is the hot path of every call
         parts = (self._reg_send_rex, self._gen_call_head, ref, self._call_head,
                  self._atom(module), self._atom(function), _encode_args(args), self._user)
+        if not self._can_write.is_set():
+            # back-pressure: the peer reads slower than we send; counts in the timeout
+            start = self._loop.time()
+            try:
+                await asyncio.wait_for(self._can_write.wait(), timeout)
+            except TimeoutError as exc:
+                raise DistTimeout("rpc", timeout or 0, f"{self.node} {module}:{function}") \
+                    from exc
+            if timeout is not None:
+                timeout = max(0.0, timeout - (self._loop.time() - start))
+            if self.closed:
+                raise ConnectionLost(self.node, self._close_reason)
         fut: asyncio.Future[Any] = self._loop.create_future()
         self._pending[ref] = fut
         try:
