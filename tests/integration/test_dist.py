@@ -17,6 +17,7 @@ from beamfleet.dist import (
     ConnectionLost,
     DistTimeout,
     EpmdUnreachable,
+    HandshakeRejected,
     NodeNotRegistered,
     Pid,
     Reference,
@@ -111,6 +112,26 @@ def test_wrong_cookie_is_authentication_failed_fast(erl_node: NodeFactory) -> No
             await connect(node.name, "NOT" + node.cookie, epmd_port=node.epmd_port)
         assert time.monotonic() - start < 2.0
         assert node.cookie not in str(info.value)
+
+    run(main())
+
+
+def test_disallowed_host_is_handshake_rejected(erl_node: NodeFactory) -> None:
+    # the node accepts only one named peer, so our random name gets status not_allowed
+    node = erl_node(extra_args=["-eval", "net_kernel:allow(['only@10.255.255.1'])."])
+
+    async def main() -> None:
+        deadline = time.monotonic() + 10  # -eval runs after the node says it is ready
+        while True:
+            try:
+                conn = await connect(node.name, node.cookie, epmd_port=node.epmd_port)
+            except HandshakeRejected as exc:
+                assert exc.status == "not_allowed"
+                assert "not_allowed" in str(exc)
+                return
+            await conn.close()
+            assert time.monotonic() < deadline, "net_kernel:allow/1 never took effect"
+            await asyncio.sleep(0.1)
 
     run(main())
 

@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 from beamfleet.cli import main
 from beamfleet.cli.node import EXIT_USAGE
+from beamfleet.dist import CookieFileError, read_cookie_file
 
 
 def invoke(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
@@ -60,3 +61,21 @@ def test_bad_timeout_is_usage_error() -> None:
     code, _, err = invoke("ping", "a@127.0.0.1", "--timeout", "-1")
     assert code == EXIT_USAGE
     assert "--timeout" in err
+
+
+def test_read_cookie_file_rules(tmp_path: Path) -> None:
+    good = tmp_path / "good"
+    good.write_text("SECRETVALUE\n")
+    assert read_cookie_file(good) == "SECRETVALUE"
+    for content, why in (("", "empty"), ("SECRET1\nSECRET2\n", "more than one line"),
+                         (b"SECRET\xff\xfe", "UTF-8")):
+        bad = tmp_path / "bad"
+        if isinstance(content, bytes):
+            bad.write_bytes(content)
+        else:
+            bad.write_text(content)
+        with pytest.raises(CookieFileError, match=why) as info:
+            read_cookie_file(bad)
+        assert "SECRET" not in str(info.value)
+    with pytest.raises(CookieFileError, match="cannot read"):
+        read_cookie_file(tmp_path)  # a directory
