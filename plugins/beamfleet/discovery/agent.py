@@ -30,6 +30,7 @@ from beamfleet.discovery.peers import Peer
 from beamfleet.discovery.reconcile import (
     AbsenceTracker,
     Connector,
+    Inflight,
     NodeLink,
     NodeResult,
     ReconcileSettings,
@@ -60,6 +61,8 @@ class NodeState:
     watcher: asyncio.Task[None] | None = None
     last: NodeResult | None = None
     failed_peers: dict[str, str] = field(default_factory=dict)
+    connecting: asyncio.Task[NodeLink | None] | None = None
+    inflight: Inflight = field(default_factory=Inflight)
 
 
 class Agent:
@@ -88,6 +91,9 @@ class Agent:
         self._first_desired: dict[str, float] = {}
         self._converged: set[str] = set()
         self._quick = 0
+        # how long a round waits for slow connects before going on without them
+        self.round_wait = min(config.connect_timeout, max(0.5, config.interval))
+        self._departing: dict[str, asyncio.Task[None]] = {}
 
     @classmethod
     def from_config(cls, config: AgentConfig, cookie: str, *, log: JsonLog | None = None
@@ -189,12 +195,34 @@ class Agent:
         st.watcher = asyncio.create_task(self._watch(node, link))
         return link
 
+    async def _links(self, owned: set[str]) -> dict[str, NodeLink]:
+        """Open links to owned nodes; a node that does not answer (black-holed) is left
+        connecting in the background instead of holding up the others."""
+        waiting = []
+        for node in sorted(owned):
+            st = self.nodes.setdefault(node, NodeState())
+            if (st.link is None or st.link.closed) and st.connecting is None:
+                st.connecting = asyncio.create_task(self._ensure_link(node))
+            if st.connecting is not None:
+                waiting.append(st.connecting)
+        if waiting:
+            await asyncio.wait(waiting, timeout=self.round_wait)
+        live = {}
+        for node in sorted(owned):
+            st = self.nodes[node]
+            if st.connecting is not None and st.connecting.done():
+                st.connecting = None
+            if st.link is not None and not st.link.closed:
+                live[node] = st.link
+        return live
+
     async def _drop_link(self, node: str) -> None:
         st = self.nodes.pop(node, None)
         if st is None:
             return
-        if st.watcher is not None:
-            st.watcher.cancel()
+        for task in (st.watcher, st.connecting, *st.inflight.tasks.values()):
+            if task is not None:
+                task.cancel()
         if st.link is not None:
             with contextlib.suppress(DistError, OSError):
                 await st.link.close()
@@ -226,11 +254,11 @@ class Agent:
         self.owned = owned
         self.metrics.set("beamfleet_agent_owned_nodes", len(owned))
 
-        links = await asyncio.gather(*(self._ensure_link(n) for n in sorted(owned)))
-        live = {n: lk for n, lk in zip(sorted(owned), links, strict=True) if lk is not None}
-        results = await asyncio.gather(*(reconcile_node(lk, desired, self.managed,
-                                                        self.settings)
-                                         for lk in live.values()))
+        live = await self._links(owned)
+        results = await asyncio.gather(*(
+            reconcile_node(lk, desired, self.managed, self.settings,
+                           inflight=self.nodes[n].inflight, round_wait=self.round_wait)
+            for n, lk in live.items()))
         any_failed = False
         present: set[str] = set()
         for res in results:
@@ -273,11 +301,22 @@ class Agent:
         candidates = sorted({p for r in results for p in r.extra
                              if self.tracker.eligible(p, now)})
         for peer in candidates:
+            if peer in self._departing:
+                continue
             holders = {r.node: live[r.node] for r in results if peer in r.extra}
+            # in the background: a dead departed peer costs a connect timeout
+            self._departing[peer] = asyncio.create_task(self._depart(peer, holders))
+        if self._departing:
+            await asyncio.wait(list(self._departing.values()), timeout=self.round_wait)
+
+    async def _depart(self, peer: str, holders: dict[str, NodeLink]) -> None:
+        try:
             how = await depart(peer, self.connector, holders, self.managed, self.settings)
             self.tracker.forget(peer)
             self.metrics.inc("beamfleet_agent_disconnects_total")
             self.log.info("peer_removed", peer=peer, how=how, holders=sorted(holders))
+        finally:
+            self._departing.pop(peer, None)
 
     def _observe_convergence(self, results: list[NodeResult], live: dict[str, NodeLink]) -> None:
         if not results or len(live) < len(self.owned):

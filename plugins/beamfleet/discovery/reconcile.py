@@ -149,9 +149,27 @@ async def _connect_one(link: NodeLink, peer: str, sem: asyncio.Semaphore,
         return peer, "" if ok else "net_kernel:connect_node returned false"
 
 
+@dataclass
+class Inflight:
+    """Connects still running, per owned node, kept across rounds.
+
+    A connect to a black-holed address runs up to ``connect_timeout`` in the background;
+    the round does not wait for it (only up to ``round_wait``), and the next round does
+    not start a second one for the same pair.
+    """
+
+    tasks: dict[str, asyncio.Task[tuple[str, str]]] = field(default_factory=dict)
+    sem: asyncio.Semaphore | None = None
+
+
 async def reconcile_node(link: NodeLink, desired: set[str], managed: Callable[[str], bool],
-                         settings: ReconcileSettings) -> NodeResult:
-    """Read ``nodes()`` of ``link``'s node and connect the missing desired peers in parallel."""
+                         settings: ReconcileSettings, *, inflight: Inflight | None = None,
+                         round_wait: float | None = None) -> NodeResult:
+    """Read ``nodes()`` of ``link``'s node and connect the missing desired peers in parallel.
+
+    Waits for the connects at most ``round_wait`` seconds (default: until all finish);
+    slower ones go on in ``inflight`` and are reported by a later round.
+    """
     result = NodeResult(link.node)
     try:
         visible = await link.nodes("visible", timeout=settings.rpc_timeout)
@@ -161,10 +179,24 @@ async def reconcile_node(link: NodeLink, desired: set[str], managed: Callable[[s
     result.visible = set(visible)
     p = plan(link.node, visible, desired, managed)
     result.extra = set(p.extra)
-    sem = asyncio.Semaphore(max(1, settings.max_parallel))
-    outcomes = await asyncio.gather(*(_connect_one(link, peer, sem, settings)
-                                      for peer in sorted(p.missing)))
-    for peer, err in outcomes:
+    inflight = inflight if inflight is not None else Inflight()
+    if inflight.sem is None:
+        inflight.sem = asyncio.Semaphore(max(1, settings.max_parallel))
+    tasks = []
+    for peer in sorted(p.missing):
+        task = inflight.tasks.get(peer)
+        if task is None:
+            task = asyncio.create_task(_connect_one(link, peer, inflight.sem, settings))
+            inflight.tasks[peer] = task
+        tasks.append(task)
+    if tasks:
+        await asyncio.wait(tasks, timeout=round_wait)
+    for task in tasks:
+        if not task.done():
+            continue
+        peer, err = task.result()
+        if inflight.tasks.get(peer) is task:
+            del inflight.tasks[peer]
         if err:
             result.failed[peer] = err
         else:

@@ -1,0 +1,376 @@
+"""`beamfleet agent` against real erl nodes in network namespaces and a real dnsmasq.
+
+Each "host" is a netns on 10.231.0.0/16 (+ fd00:231::/64) with its own EPMD on 4369
+and one ``erl -name app@<ip>`` node. dnsmasq listens on the bridge address and serves
+``app.test``; tests rewrite its records and SIGHUP it. The agent is the real CLI,
+started as a subprocess in the root namespace; the oracle is ``erl_call`` on each node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import os
+import re
+import signal
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from beamfleet.discovery.peers import Naming
+from beamfleet.discovery.sources import DnsSource, StubResolver
+from beamfleet.emulators.rancher import RancherMetadataEmulator, rancher_container
+from tests.support.dnsmasq import Dnsmasq
+from tests.support.erlang import Epmd, ErlNode, free_port, random_cookie, runtime, start_node
+from tests.support.netns import Host, Lab
+
+ROOT = Path(__file__).resolve().parents[2]
+BEAMFLEET = str(ROOT / ".venv" / "bin" / "beamfleet")
+COOKIE = random_cookie()
+
+# every nodeup/nodedown the node sees, appended to $HOME/events.log (read after the fact,
+# so even a 1 ms peer loss is caught)
+EVENTS_EVAL = (
+    'spawn(fun() -> ok = net_kernel:monitor_nodes(true), '
+    'F = fun Loop() -> receive {E, N} -> '
+    'file:write_file(filename:join(os:getenv("HOME"), "events.log"), '
+    'io_lib:format("~p ~s~n", [E, N]), [append]), Loop() end end, F() end).'
+)
+BEAM_FLAGS = ["+S", "1", "+A", "1", "+sbwt", "none", "-kernel", "net_ticktime", "20"]
+NODE_RE = re.compile(r"'?([A-Za-z0-9_.-]+@[0-9a-fA-F.:]+)'?")
+
+
+def wait_for(cond: Callable[[], object], timeout: float, what: str, step: float = 0.2) -> object:
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        last = cond()
+        if last:
+            return last
+        time.sleep(step)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
+
+
+def start_beam(host: Host, cookie: str = COOKIE) -> ErlNode:
+    ep = Epmd.start(port=4369, netns=host.name)
+    try:
+        node = start_node(runtime("otp25"), alive="app", host=host.ip4, cookie=cookie,
+                          epmd=ep, netns=host.name,
+                          extra_args=[*BEAM_FLAGS, "-eval", EVENTS_EVAL])
+    except BaseException:
+        ep.stop()
+        raise
+    node.owned_epmd = ep
+    return node
+
+
+def peers_of(node: ErlNode) -> set[str]:
+    return set(NODE_RE.findall(node.erl_call("erlang", "nodes", "[]")))
+
+
+def events(node: ErlNode) -> list[str]:
+    path = node.home / "events.log"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def mesh(nodes: list[ErlNode]) -> dict[str, set[str]]:
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        return dict(zip([n.name for n in nodes], pool.map(peers_of, nodes), strict=True))
+
+
+def exact_mesh(nodes: list[ErlNode]) -> bool:
+    names = {n.name for n in nodes}
+    return all(seen == names - {me} for me, seen in mesh(nodes).items())
+
+
+class AgentProc:
+    """The real `beamfleet agent` CLI in the root namespace."""
+
+    def __init__(self, *args: str, cookie: str = COOKIE, netns: str | None = None,
+                 port: int | None = None) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="beamfleet-agent-"))
+        self.cookie_file = self.dir / "cookie"
+        self.cookie_file.write_text(cookie + "\n")
+        self.cookie_file.chmod(0o400)
+        self.port = port or free_port()
+        self.log = self.dir / "agent.log"
+        self.netns = netns
+        env = {**os.environ, "BEAMFLEET_COOKIE_FILE": str(self.cookie_file)}
+        prefix = ["ip", "netns", "exec", netns] if netns else []
+        listen = "0.0.0.0" if netns else "127.0.0.1"
+        self.argv = [*prefix, BEAMFLEET, "agent", "--listen", f"{listen}:{self.port}", *args]
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT,
+                                         env=env, start_new_session=True)
+
+    def lines(self) -> list[dict[str, object]]:
+        out = []
+        for line in self.log.read_text(errors="replace").splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                out.append({"raw": line})
+        return out
+
+    def get(self, path: str, host: str = "127.0.0.1") -> tuple[int, str]:
+        url = f"http://{host}:{self.port}{path}"
+        try:
+            with urllib.request.urlopen(url, timeout=3) as resp:
+                return resp.status, resp.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+        except OSError:
+            return 0, ""
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        return self.proc.returncode
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[Lab]:
+    with Lab(prefix="bf231") as lab:
+        yield lab
+
+
+@pytest.fixture(scope="module")
+def dns(lab: Lab) -> Iterator[Dnsmasq]:
+    server = Dnsmasq(listen=lab.gateway4, domain="test",
+                     srv=["_erlang._tcp.app.test,n1.test,4369"])
+    server.start()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def hosts(lab: Lab) -> list[Host]:
+    return [lab.add_host() for _ in range(8)]
+
+
+@pytest.fixture
+def beams(hosts: list[Host]) -> Iterator[Callable[..., list[ErlNode]]]:
+    started: list[ErlNode] = []
+
+    def factory(which: list[Host], cookie: str = COOKIE) -> list[ErlNode]:
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            nodes = list(pool.map(lambda h: start_beam(h, cookie), which))
+        started.extend(nodes)
+        return nodes
+
+    yield factory
+    for node in started:
+        node.stop()
+
+
+@pytest.fixture
+def agents() -> Iterator[Callable[..., AgentProc]]:
+    started: list[AgentProc] = []
+
+    def factory(*args: str, **kw: object) -> AgentProc:
+        a = AgentProc(*args, **kw)  # type: ignore[arg-type]
+        started.append(a)
+        return a
+
+    yield factory
+    for a in started:
+        a.stop()
+
+
+def dns_agent_args(dns: Dnsmasq, *extra: str) -> list[str]:
+    return ["--source", "dns:app.test", "--basename", "app", "--nameserver", dns.listen,
+            "--interval", "0.5", "--grace-seconds", "2", "--dns-timeout", "0.5",
+            "--connect-timeout", "2", "--backoff-max", "1", *extra]
+
+
+def set_app(dns: Dnsmasq, nodes: list[ErlNode]) -> None:
+    dns.set_records({"app.test": [n.host for n in nodes]})
+
+
+def test_scale_3_8_4_converges_to_the_exact_mesh(dns, hosts, beams, agents) -> None:
+    nodes = beams(hosts[:8])
+    set_app(dns, nodes[:3])
+    agent = agents(*dns_agent_args(dns))
+    wait_for(lambda: exact_mesh(nodes[:3]), 30, "3-node mesh")
+    assert all(peers_of(n) == set() for n in nodes[3:]), "nodes not in DNS were connected"
+
+    set_app(dns, nodes)
+    wait_for(lambda: exact_mesh(nodes), 30, "8-node mesh")
+
+    set_app(dns, nodes[:4])
+    wait_for(lambda: exact_mesh(nodes[:4]), 30, "4-node mesh after scale-down")
+    wait_for(lambda: all(not (peers_of(n) & {m.name for m in nodes[:4]}) for n in nodes[4:]),
+             15, "removed nodes disconnected from the remaining ones")
+    status, health = agent.get("/healthz")
+    assert status == 200, health
+    status, metrics = agent.get("/metrics")
+    assert 'beamfleet_agent_disconnects_total 4' in metrics
+    removed = [e for e in agent.lines() if e.get("event") == "peer_removed"]
+    assert {e["peer"] for e in removed} == {n.name for n in nodes[4:]}
+    assert all(e["how"] == "left" for e in removed)
+
+
+def test_departed_alive_node_leaves_without_any_remaining_node_losing_a_peer(
+        dns, hosts, beams, agents) -> None:
+    # OTP 25 default: prevent_overlapping_partitions = true
+    nodes = beams(hosts[:5])
+    setting = nodes[0].erl_call("application", "get_env",
+                                "[kernel, prevent_overlapping_partitions]")
+    assert setting.replace(" ", "") in ("undefined", "{ok,true}"), setting
+    set_app(dns, nodes)
+    agent = agents(*dns_agent_args(dns))
+    wait_for(lambda: exact_mesh(nodes), 30, "5-node mesh")
+    before = {n.name: len(events(n)) for n in nodes}
+    departed, remaining = nodes[4], nodes[:4]
+
+    set_app(dns, remaining)
+    wait_for(lambda: exact_mesh(remaining), 30, "4-node mesh")
+    wait_for(lambda: peers_of(departed) == set(), 15, "departed node alone")
+    for n in remaining:
+        new = events(n)[before[n.name]:]
+        lost = [e for e in new if e.startswith("nodedown") and departed.name not in e]
+        assert not lost, f"{n.name} lost a peer when {departed.name} departed: {new}"
+        assert any(e == f"nodedown {departed.name}" for e in new)
+    assert departed.is_running()
+    removed = [e for e in agent.lines() if e.get("event") == "peer_removed"]
+    assert [(e["peer"], e["how"]) for e in removed] == [(departed.name, "left")]
+
+
+def test_dns_outage_disconnects_nobody_and_mesh_resumes(dns, hosts, beams, agents) -> None:
+    nodes = beams(hosts[:4])
+    set_app(dns, nodes[:3])
+    agent = agents(*dns_agent_args(dns))
+    wait_for(lambda: exact_mesh(nodes[:3]), 30, "3-node mesh")
+    wait_for(lambda: agent.get("/healthz")[0] == 200, 10, "healthy")
+    before = {n.name: len(events(n)) for n in nodes[:3]}
+
+    dns.stop()
+    try:
+        wait_for(lambda: agent.get("/healthz")[0] == 503, 15, "unhealthy during the outage")
+        # well past the grace period (2 s, 3 polls): a failed answer must remove no one
+        deadline = time.monotonic() + 4
+        while time.monotonic() < deadline:
+            assert exact_mesh(nodes[:3])
+        status = json.loads(agent.get("/status")[1])
+        assert not status["sources"][0]["ok"]
+    finally:
+        set_app(dns, nodes)  # the outage ends with a new node in DNS
+        dns.start()
+    wait_for(lambda: exact_mesh(nodes), 30, "4-node mesh after the outage")
+    wait_for(lambda: agent.get("/healthz")[0] == 200, 15, "healthy again")
+    for n in nodes[:3]:
+        assert not [e for e in events(n)[before[n.name]:] if e.startswith("nodedown")]
+    assert any(e.get("event") == "source_failed" for e in agent.lines())
+
+
+def test_wrong_cookie_node_is_logged_and_the_rest_mesh(dns, hosts, beams, agents) -> None:
+    good = beams(hosts[:3])
+    bad = beams(hosts[3:4], cookie=random_cookie())[0]
+    set_app(dns, [*good, bad])
+    agent = agents(*dns_agent_args(dns))
+    wait_for(lambda: exact_mesh(good), 30, "mesh of the good nodes")
+    assert peers_of(bad) == set()
+
+    def logged() -> bool:
+        return any(e.get("event") == "node_unreachable" and e.get("node") == bad.name
+                   and "cookie" in str(e.get("error", "")).lower() for e in agent.lines())
+    wait_for(logged, 10, "node_unreachable logged for the wrong-cookie node")
+    text = agent.log.read_text()
+    assert COOKIE not in text and bad.cookie not in text
+    assert agent.get("/healthz")[0] == 503
+    assert "Traceback" not in text
+
+
+def test_blackholed_peer_does_not_slow_the_others(lab, dns, hosts, beams, agents) -> None:
+    nodes = beams(hosts[:4])
+    hole = hosts[7]
+    lab.blackhole(hole)
+    try:
+        set_app(dns, nodes[:3])
+        agent = agents(*dns_agent_args(dns, "--connect-timeout", "5"))
+        wait_for(lambda: exact_mesh(nodes[:3]), 30, "3-node mesh")
+        # the black hole and a new real node enter DNS together
+        dns.set_records({"app.test": [n.host for n in nodes] + [hole.ip4]})
+        t0 = time.monotonic()
+        wait_for(lambda: exact_mesh(nodes), 20, "mesh with the new node", step=0.1)
+        elapsed = time.monotonic() - t0
+        # one connect timeout is 5 s: joining must not wait for the black hole
+        assert elapsed < 4.0, f"new node joined after {elapsed:.1f} s"
+        assert agent.proc.poll() is None
+    finally:
+        lab.remove_host(hole)
+        hosts[7] = lab.add_host(hole.index)
+
+
+def test_dns_truncated_answer_is_retried_over_tcp(dns) -> None:
+    ips = [f"10.231.200.{i}" for i in range(1, 41)]
+    dns.set_records({"big.test": ips})
+    resolver = StubResolver([(dns.listen, 53)], timeout=1.0)
+    peers = asyncio.run(DnsSource("big.test", basename="app", resolver=resolver,
+                                  naming=Naming.parse("ip")).poll())
+    assert {p.name for p in peers} == {f"app@{ip}" for ip in ips}
+    assert resolver.stats.tcp_retries == 1
+    _udp, tcp = dns.queries("big.test")
+    assert tcp >= 1, "dnsmasq saw no TCP query"
+
+
+def test_rancher_source_against_the_emulator(hosts, beams, agents) -> None:
+    nodes = beams(hosts[:3])
+    containers = [rancher_container(f"app-{i + 1}", n.host) for i, n in enumerate(nodes[:2])]
+    containers.append(rancher_container("app-9", None))  # being created: no ips at all
+    with RancherMetadataEmulator(containers) as rancher:
+        agent = agents("--source", f"rancher:{rancher.url}/latest/self/service",
+                       "--basename", "app", "--interval", "0.5")
+        wait_for(lambda: exact_mesh(nodes[:2]), 30, "2-node mesh from Rancher")
+        rancher.add_container(rancher_container("app-3", nodes[2].host))
+        wait_for(lambda: exact_mesh(nodes), 30, "3-node mesh from Rancher")
+        rancher.set_fault(500)
+        wait_for(lambda: agent.get("/healthz")[0] == 503, 15, "unhealthy on API errors")
+        assert exact_mesh(nodes)
+        rancher.set_fault(None)
+        wait_for(lambda: agent.get("/healthz")[0] == 200, 15, "healthy again")
+
+
+def test_rendezvous_agents_split_nodes_and_take_over(lab, dns, hosts, beams, agents) -> None:
+    nodes = beams(hosts[:6])
+    set_app(dns, nodes[:4])
+    agent_hosts = [hosts[6], hosts[7]]
+    dns.set_records({"app.test": [n.host for n in nodes[:4]],
+                     "agents.test": [h.ip4 for h in agent_hosts]})
+    port = 19231
+    args = [*dns_agent_args(dns), "--ownership", "rendezvous", "--agents-dns", "agents.test"]
+    a1 = agents(*args, netns=agent_hosts[0].name, port=port)
+    a2 = agents(*args, netns=agent_hosts[1].name, port=port)
+    wait_for(lambda: exact_mesh(nodes[:4]), 30, "4-node mesh by two agents")
+
+    def owned(a: AgentProc, h: Host) -> set[str]:
+        code, body = a.get("/status", host=h.ip4)
+        return set(json.loads(body)["owned"]) if code == 200 else set()
+    def split() -> tuple[set[str], set[str]] | None:
+        o1, o2 = owned(a1, agent_hosts[0]), owned(a2, agent_hosts[1])
+        ok = o1 | o2 == {n.name for n in nodes[:4]} and not o1 & o2 and o1 and o2
+        return (o1, o2) if ok else None
+    # both agents see each other within a couple of polls, then drive disjoint sets
+    wait_for(split, 10, "every node owned by exactly one agent")
+
+    a1.stop()
+    # a2 must take over a1's nodes within 2 polls (0.5 s interval, + probe timeout)
+    t0 = time.monotonic()
+    wait_for(lambda: owned(a2, agent_hosts[1]) == {n.name for n in nodes[:4]}, 10,
+             "takeover", step=0.1)
+    assert time.monotonic() - t0 < 2.5
+    dns.set_records({"app.test": [n.host for n in nodes],
+                     "agents.test": [h.ip4 for h in agent_hosts]})
+    wait_for(lambda: exact_mesh(nodes), 30, "6-node mesh by the surviving agent")
