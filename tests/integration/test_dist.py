@@ -57,6 +57,9 @@ def test_rpc_roundtrips_terms(erl_node: NodeFactory) -> None:
             # pids and refs go back unchanged (the node compares them with its own)
             assert await conn.rpc("erlang", "is_process_alive", [pid]) == Atom("true")
             assert await conn.rpc("erlang", "element", [1, (ref,)]) == ref
+            long_atom = Atom("é" * 200)  # 400 bytes of UTF-8: ATOM_UTF8_EXT
+            assert await conn.rpc("erlang", "atom_to_binary", [long_atom]) == \
+                ("é" * 200).encode()
             # Python str is sent as an Erlang string (a list of code points)
             assert await conn.rpc("erlang", "length", ["héllo"]) == 5
 
@@ -239,6 +242,22 @@ def test_without_tick_answers_the_node_drops_us(erl_node: NodeFactory,
             await asyncio.wait_for(conn.wait_closed(), 15)
             with pytest.raises(ConnectionLost):
                 await conn.rpc("erlang", "node", [])
+
+    run(main())
+
+
+def test_generic_reply_path(erl_node: NodeFactory) -> None:
+    """Replies normally take a byte-prefix fast path; the general decoder must agree."""
+    node = erl_node()
+
+    async def main() -> None:
+        async with connect(node.name, node.cookie, epmd_port=node.epmd_port) as conn:
+            conn._send_to_us = b"\xff never matches"
+            results = await asyncio.gather(*(conn.rpc("erlang", "abs", [-i], timeout=10)
+                                             for i in range(50)))
+            assert results == list(range(50))
+            with pytest.raises(RpcError):
+                await conn.rpc("no_such_module", "f", [], timeout=10)
 
     run(main())
 

@@ -93,6 +93,13 @@ def test_compressed_bomb_is_refused() -> None:
         decode(huge)
 
 
+def test_long_utf8_atom_uses_atom_utf8_ext() -> None:
+    atom = Atom("é" * 200)  # 200 characters, 400 bytes: too long for SMALL_ATOM_UTF8
+    data = encode(atom)
+    assert data[1] == etf.ATOM_UTF8
+    assert decode(data) == atom
+
+
 def test_v4_pids_and_ports() -> None:
     pid = Pid(Atom("a@h"), 2**32 - 1, 2**32 - 1, 2**32 - 1)
     assert decode(encode(pid)) == pid
