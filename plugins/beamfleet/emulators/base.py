@@ -102,8 +102,10 @@ class MetadataEmulator:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
+        # a short poll interval keeps stop() fast (shutdown waits for the loop to notice)
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name=f"{self.provider}-emulator", daemon=True
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+            name=f"{self.provider}-emulator", daemon=True,
         )
         self._thread.start()
         return self
