@@ -168,6 +168,7 @@ def test_round_wait_leaves_slow_connect_in_flight_without_duplicating_it() -> No
         return r1, r2
 
     r1, r2 = run(go())
+    assert D not in r2.failed and D not in r2.connected
     assert r1.connected == {B} and D not in r1.failed
     assert [c for c in cluster.calls if c[2] == D] == [("connect", A, D)]
 
