@@ -26,6 +26,7 @@ import pytest
 
 from beamfleet.discovery.peers import Naming
 from beamfleet.discovery.sources import DnsSource, StubResolver
+from beamfleet.dist import connect
 from beamfleet.emulators.rancher import RancherMetadataEmulator, rancher_container
 from tests.support.dnsmasq import Dnsmasq
 from tests.support.erlang import Epmd, ErlNode, free_port, random_cookie, runtime, start_node
@@ -374,3 +375,29 @@ def test_rendezvous_agents_split_nodes_and_take_over(lab, dns, hosts, beams, age
     dns.set_records({"app.test": [n.host for n in nodes],
                      "agents.test": [h.ip4 for h in agent_hosts]})
     wait_for(lambda: exact_mesh(nodes), 30, "6-node mesh by the surviving agent")
+
+
+def test_control_plain_disconnect_does_cut_off_a_remaining_node(hosts, beams) -> None:
+    """The anchor, reproduced: what the one-step departure avoids.
+
+    With the OTP 25 default, node A running ``erlang:disconnect_node(D)`` makes the
+    others drop A as well. If this ever stops happening, the departure test above proves
+    less than it claims.
+    """
+    nodes = beams(hosts[:4])
+    a, d = nodes[0], nodes[3]
+
+    async def go() -> None:
+        for n in nodes:
+            async with connect(n.name, COOKIE, timeout=5) as conn:
+                for m in nodes:
+                    if m is not n:
+                        assert await conn.connect_node(m.name)
+    asyncio.run(go())
+    wait_for(lambda: exact_mesh(nodes), 20, "4-node mesh")
+    before = {n.name: len(events(n)) for n in nodes}
+    assert a.erl_call("erlang", "disconnect_node", f"['{d.name}']") == "true"
+
+    def someone_lost_a() -> bool:
+        return any(f"nodedown {a.name}" in events(n)[before[n.name]:] for n in nodes[1:3])
+    wait_for(someone_lost_a, 10, "a remaining node dropping A")

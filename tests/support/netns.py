@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
+import time
 from dataclasses import dataclass, field
 
 
@@ -82,6 +83,7 @@ class Lab:
         for line in out.splitlines():
             name = line.split()[0] if line.split() else ""
             if name.startswith(f"{self.prefix}-"):
+                sh("ip", "netns", "exec", name, "ip", "link", "del", "eth0", check=False)
                 sh("ip", "netns", "del", name, check=False)
         sh("ip", "link", "del", self.bridge, check=False)
 
@@ -96,7 +98,15 @@ class Lab:
         host = Host(name, i, ip4, ip6, veth)
         self.hosts[name] = host
         sh("ip", "netns", "add", name)
-        sh("ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", name)
+        # a namespace deleted a moment ago may still be tearing down its veth (the kernel
+        # does that asynchronously): retry for a bounded time
+        deadline = time.monotonic() + 10
+        while sh("ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns",
+                 name, check=False).returncode != 0:
+            sh("ip", "link", "del", veth, check=False)
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"cannot create veth {veth} for {name}")
+            time.sleep(0.1)
         sh("ip", "link", "set", veth, "master", self.bridge, "up")
         self.run(host, "ip", "link", "set", "lo", "up")
         self.run(host, "ip", "addr", "add", f"{ip4}/16", "dev", "eth0")
@@ -115,8 +125,8 @@ class Lab:
         sh("ip", "link", "set", host.veth, "down")
 
     def remove_host(self, host: Host) -> None:
+        sh("ip", "link", "del", host.veth, check=False)  # synchronous, unlike netns del
         sh("ip", "netns", "del", host.name, check=False)
-        sh("ip", "link", "del", host.veth, check=False)
         self.hosts.pop(host.name, None)
 
     def close(self) -> None:
