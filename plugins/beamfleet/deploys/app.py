@@ -118,8 +118,13 @@ def app_spec(settings: AppSettings, cookie_secret: str) -> dict[str, Any]:
 
 
 @deploy("Application service")
-def app_service(settings: AppSettings, cookie_secret: str) -> None:
-    """The overlay network and the application service (run on the acting manager)."""
+def app_service(
+    settings: AppSettings, cookie_secret: str, wait_rollout: float | None = None
+) -> None:
+    """The overlay network and the application service (run on the acting manager).
+
+    ``wait_rollout``: seconds to wait for a rolling update to complete (rollout.py).
+    """
     swarm.overlay_network(
         name=f"Overlay network {settings.network} ({settings.subnet})",
         network=settings.network,
@@ -129,4 +134,5 @@ def app_service(settings: AppSettings, cookie_secret: str) -> None:
     services.service(
         name=f"Service {settings.name} ({settings.replicas} x {settings.image})",
         spec=app_spec(settings, cookie_secret),
+        wait_rollout=wait_rollout,
     )

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pyinfra.api.exceptions import PyinfraError
 from pyinfra.api.host import Host
 from pyinfra.context import host, state
 
@@ -150,14 +151,19 @@ def resolve_images(settings: ClusterSettings) -> tuple[images.Image, images.Imag
     return app, agent
 
 
-def deploy_services(settings: ClusterSettings, app_image: str, agent_image: str) -> None:
+def deploy_services(
+    settings: ClusterSettings,
+    app_image: str,
+    agent_image: str,
+    wait_rollout: float | None = None,
+) -> None:
     """Cookie, application and agent services (call on the acting manager only)."""
     secret = cookie_secret(
         app=settings.app.name, rotate=settings.rotate_cookie, cookie_file=settings.cookie_file
     )
     app = AppSettings(**{**settings.app.__dict__, "image": app_image})
     agent = AgentSettings(**{**settings.agent.__dict__, "image": agent_image})
-    app_service(settings=app, cookie_secret=secret)
+    app_service(settings=app, cookie_secret=secret, wait_rollout=wait_rollout)
     agent_service(app=app, agent=agent, cookie_secret=secret)
 
 
@@ -169,3 +175,33 @@ def cluster() -> None:
     images.distribute(wanted=[app_image, agent_image])
     if host.name == acting_manager().name:
         deploy_services(settings, app_image.ref, agent_image.ref)
+
+
+class RolloutError(PyinfraError):
+    """rollout.py was not told what to roll out."""
+
+
+def rollout() -> None:
+    """Roll the application to ``image`` (``--data image=app:2.0``), one task at a time.
+
+    The image is loaded on every host first (or pulled, with ``image_registry``); the
+    service then updates per its ``UpdateConfig`` (start-first, one task at a time) and
+    rolls back by itself if new tasks fail; this waits for the outcome and fails on a
+    rollback. Put the same image in ``app_image`` afterwards, or the next cluster.py run
+    rolls back to the inventory's image.
+    """
+    image = host.data.get("image")
+    if not image or not isinstance(image, str):
+        raise RolloutError(
+            "give the image to roll out: pyinfra INVENTORY deploys/rollout.py --data image=app:2.0"
+        )
+    settings = cluster_settings(image=image)
+    app_image = _image(image, settings.registry)
+    agent_image = resolve_images(settings)[1]
+    images.distribute(wanted=[app_image, agent_image])
+    if host.name == acting_manager().name:
+        per_task = settings.app.update_delay_s + settings.app.update_monitor_s + 30
+        deploy_services(
+            settings, app_image.ref, agent_image.ref,
+            wait_rollout=60 + settings.app.replicas * per_task,
+        )  # fmt: skip

@@ -69,6 +69,36 @@ for warning in (answer or {}).get('Warnings') or []:
 """
 
 
+# Run by the manager's python3 after an update: waits for the rolling update to end.
+# argv: SERVICE TIMEOUT. Exit 0 when it completed (or there was nothing to roll), 1 with
+# Docker's message when it was rolled back or paused, or at the timeout.
+WAIT_ROLLOUT = r"""
+import json, subprocess, sys, time
+from datetime import datetime, timezone
+name, timeout = sys.argv[1], float(sys.argv[2])
+start = datetime.now(timezone.utc)
+deadline = time.monotonic() + timeout
+def stamp(text):
+    text = text.rstrip('Z')
+    head, _, frac = text.partition('.')
+    return datetime.fromisoformat(head + '.' + (frac + '000000')[:6] + '+00:00')
+state, message = 'none', ''
+while time.monotonic() < deadline:
+    out = subprocess.run(['docker', 'service', 'inspect', name], capture_output=True, text=True)
+    status = (json.loads(out.stdout or '[{}]')[0].get('UpdateStatus') or {})
+    fresh = status.get('StartedAt') and stamp(status['StartedAt']) >= start.replace(microsecond=0)
+    state, message = status.get('State', 'none'), status.get('Message', '')
+    if fresh and state == 'completed':
+        sys.exit(0)
+    if fresh and state in ('paused', 'rollback_started', 'rollback_paused', 'rollback_completed'):
+        sys.exit('update of %s ended %s: %s' % (name, state, message))
+    if not fresh and time.monotonic() > deadline - timeout + 10:
+        sys.exit(0)  # no rolling update was started (e.g. only the replica count changed)
+    time.sleep(1)
+sys.exit('update of %s still %s after %d s: %s' % (name, state, timeout, message))
+"""
+
+
 def spec_hash(spec: Mapping[str, Any]) -> str:
     """A stable hash of a service spec (without its own hash label)."""
     clean = copy.deepcopy(dict(spec))
@@ -106,13 +136,17 @@ def _validate(spec: Mapping[str, Any]) -> None:
 
 
 @operation()
-def service(spec: Mapping[str, Any]) -> Generator[StringCommand, None, None]:
+def service(
+    spec: Mapping[str, Any], wait_rollout: float | None = None
+) -> Generator[StringCommand, None, None]:
     """
     Ensure a swarm service runs with exactly ``spec`` (run on a manager).
 
     + spec: the Docker Engine API ``ServiceSpec`` (``Name``, ``Labels``, ``TaskTemplate``,
       ``Mode``, ``UpdateConfig``, ``RollbackConfig``, ``EndpointSpec``...); secrets are
       given by ``SecretName`` (their IDs are looked up on the manager)
+    + wait_rollout: after an update, wait up to this many seconds for the rolling update
+      to complete, and fail if it was rolled back or paused (default: do not wait)
 
     No change when the service's spec-hash label matches ``spec``. Otherwise one create
     or update call; whether tasks restart is then the engine's rule (only when the task
@@ -143,6 +177,10 @@ def service(spec: Mapping[str, Any]) -> Generator[StringCommand, None, None]:
     yield StringCommand(
         "python3", "-c", shlex.quote(APPLY_SERVICE), f"<<'BEAMFLEET_SPEC'\n{body}\nBEAMFLEET_SPEC"
     )
+    if wait_rollout is not None and current is not None:
+        yield StringCommand(
+            "python3", "-c", shlex.quote(WAIT_ROLLOUT), shlex.quote(name), f"{wait_rollout:g}"
+        )
 
 
 @operation()
