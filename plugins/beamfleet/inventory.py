@@ -221,22 +221,35 @@ def find_problems(hosts: Iterable[HostSpec], connector_keys: set[str]) -> list[s
     return problems
 
 
+_hostnames: dict[int, dict[str, str]] = {}
+
+
+def reported_hostnames(state: State) -> dict[str, str]:
+    """{inventory name: hostname the host reports} for every connected host, read once
+    per run (swarm nodes are named by hostname)."""
+    if id(state) not in _hostnames:
+        failed = set(state.failed_hosts)
+        _hostnames[id(state)] = {
+            host.name: str(host.get_fact(Hostname))
+            for host in state.inventory
+            if host not in failed and host.connected
+        }
+    return _hostnames[id(state)]
+
+
 def host_specs(state: State) -> list[HostSpec]:
     """The inventory of a pyinfra run as HostSpecs (reachable = pyinfra connected)."""
-    failed = set(state.failed_hosts)
-    specs = []
-    for host in state.inventory:
-        reachable = host not in failed and host.connected
-        specs.append(
-            HostSpec(
-                name=host.name,
-                groups=list(host.groups),
-                data=dict(host.data.dict()),  # type: ignore[no-untyped-call]
-                reachable=reachable,
-                hostname=host.get_fact(Hostname) if reachable else None,
-            )
+    hostnames = reported_hostnames(state)
+    return [
+        HostSpec(
+            name=host.name,
+            groups=list(host.groups),
+            data=dict(host.data.dict()),  # type: ignore[no-untyped-call]
+            reachable=host.name in hostnames,
+            hostname=hostnames.get(host.name),
         )
-    return specs
+        for host in state.inventory
+    ]
 
 
 _validated: set[int] = set()

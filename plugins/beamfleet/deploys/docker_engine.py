@@ -15,7 +15,7 @@ from typing import Any
 from pyinfra.api.deploy import deploy
 from pyinfra.api.exceptions import DeployError
 from pyinfra.context import host
-from pyinfra.facts.deb import DebPackages
+from pyinfra.facts.docker import DockerVersion
 from pyinfra.facts.server import LinuxDistribution
 from pyinfra.operations import apt, files, systemd
 
@@ -43,7 +43,8 @@ def docker_engine() -> None:
             f"{host.name}: the Docker engine deploy supports Debian and Ubuntu, not "
             f"{distro['name']!r}: install Docker there yourself, then run the swarm deploy"
         )
-    installed = "docker.io" in (host.get_fact(DebPackages) or {})
+    # A docker client already there means an engine that may run with an old daemon.json.
+    installed = bool(host.get_fact(DockerVersion))
     config: dict[str, Any] | None = host.data.get("docker_daemon")
     conf = None
     if config is not None:

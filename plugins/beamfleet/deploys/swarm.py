@@ -30,11 +30,10 @@ from pyinfra.api.host import Host
 from pyinfra.api.operation import operation
 from pyinfra.api.state import State
 from pyinfra.context import host, state
-from pyinfra.facts.server import Hostname
 
 from beamfleet.deploys.docker_engine import docker_engine
 from beamfleet.facts.swarm import PrivateAddress, SwarmInfo, SwarmNodes
-from beamfleet.inventory import MANAGERS, validate_state
+from beamfleet.inventory import MANAGERS, reported_hostnames, validate_state
 from beamfleet.operations import swarm
 
 DEFAULT_ADDR_POOL = "10.233.0.0/16"
@@ -81,7 +80,7 @@ def swarm_plan(run: State, exclude: frozenset[str] = frozenset()) -> SwarmPlan:
                     "no manager would be left to run the swarm: keep at least one"
                 )
             acting = next((m for m in managers if _is_manager_now(m)), managers[0])
-            hostnames = {h.name: str(h.get_fact(Hostname)) for h in run.inventory}
+            hostnames = reported_hostnames(run)
             plan = SwarmPlan(acting_manager=acting.name, hostnames=hostnames)
             _plans[id(run)] = plan
         return plan
@@ -142,18 +141,15 @@ def swarm_formation() -> None:
     if host.name != plan.acting_manager:
         return
     # From here on: operations the acting manager runs for every node.
+    specs: dict[str, dict[str, Any]] = {}
     for other in state.inventory:
-        node = plan.hostnames[other.name]
-        role = "manager" if other.name in managers else "worker"
-        swarm.node_role(name=f"Node {node}: role {role}", node=node, role=role)
-        labels = other.data.get("swarm_node_labels")
-        if labels:
-            swarm.node_labels(name=f"Node {node}: labels", node=node, labels=labels)
-        availability = other.data.get("swarm_availability")
-        if availability:
-            swarm.node_availability(
-                name=f"Node {node}: {availability}", node=node, availability=availability
-            )
+        spec: dict[str, Any] = {"role": "manager" if other.name in managers else "worker"}
+        if other.data.get("swarm_node_labels"):
+            spec["labels"] = other.data.get("swarm_node_labels")
+        if other.data.get("swarm_availability"):
+            spec["availability"] = other.data.get("swarm_availability")
+        specs[plan.hostnames[other.name]] = spec
+    swarm.nodes(name="Nodes: roles, labels and availability from the inventory", specs=specs)
     networks: dict[str, dict[str, Any]] = host.data.get("swarm_networks") or {}
     for net_name, spec in sorted(networks.items()):
         swarm.overlay_network(

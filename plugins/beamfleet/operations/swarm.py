@@ -412,6 +412,72 @@ def node_remove(
 
 
 @operation()
+def nodes(
+    specs: Mapping[str, Mapping[str, Any]],
+) -> Generator[StringCommand, None, None]:
+    """
+    Make several nodes match their specs at once (run on a manager): one read of the
+    node list for all of them, where :func:`node_role`, :func:`node_labels` and
+    :func:`node_availability` read it once each.
+
+    + specs: ``{node: {"role": ..., "labels": {...}, "availability": ...}}``, every key
+      optional (absent = left as it is); ``node`` is a hostname or node ID
+
+    Promotions come before demotions, so the count of managers never dips in between.
+
+    **Example:**
+
+    .. code:: python
+
+        swarm.nodes(specs={"host2": {"role": "manager"}, "host3": {"labels": {"zone": "a"}}})
+    """
+    for spec in specs.values():
+        if spec.get("role") not in (None, *ROLES):
+            raise OperationValueError(f"role must be one of {ROLES}, not {spec['role']!r}")
+        if spec.get("availability") not in (None, *AVAILABILITIES):
+            raise OperationValueError(f"availability must be one of {AVAILABILITIES}")
+    if _planning_without():
+        for node in specs:
+            yield StringCommand("docker", "node", "update", node)
+        return
+    _require_manager()
+    current = host.get_fact(SwarmNodes)
+    promote: list[str] = []
+    demote: list[str] = []
+    updates: list[StringCommand] = []
+    for node, spec in specs.items():
+        found = _find_node(current, node)
+        if found is None:
+            raise SwarmOperationError(
+                f"no swarm node {node!r} (hostname or ID): did it join? see `docker node ls`"
+            )
+        have = found.get("Spec") or {}
+        role = spec.get("role")
+        if role and have.get("Role") != role:
+            (promote if role == "manager" else demote).append(found["ID"])
+        args: list[str] = []
+        availability = spec.get("availability")
+        if availability and have.get("Availability") != availability:
+            args += ["--availability", availability]
+        have_labels: dict[str, str] = have.get("Labels") or {}
+        for key, value in sorted((spec.get("labels") or {}).items()):
+            if have_labels.get(key) != str(value):
+                args += ["--label-add", f"{key}={value}"]
+        if args:
+            updates.append(
+                StringCommand(shlex.join(["docker", "node", "update", *args, found["ID"]]))
+            )
+    if not (promote or demote or updates):
+        host.noop("every node matches its spec")
+        return
+    if promote:
+        yield StringCommand("docker", "node", "promote", *promote)
+    yield from updates
+    if demote:
+        yield StringCommand("docker", "node", "demote", *demote)
+
+
+@operation()
 def overlay_network(
     network: str,
     subnet: str | None = None,
