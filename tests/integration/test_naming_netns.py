@@ -34,6 +34,7 @@ NS = f"bfnm230-{os.getpid()}"
 EPMD_PORT = 14369
 ERL = shutil.which("erl") or "/usr/bin/erl"
 EPMD = shutil.which("epmd") or "/usr/bin/epmd"
+IP = shutil.which("ip") or "/usr/sbin/ip"  # absolute: tests may pass a PATH without it
 
 
 def sh(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -46,7 +47,7 @@ def in_ns(args: list[str], env: dict[str, str] | None = None,
             if not k.startswith(("BEAMFLEET_", "RELEASE_", "ERL_"))}
     base["ERL_EPMD_PORT"] = str(EPMD_PORT)
     base.update(env or {})
-    return subprocess.run(["ip", "netns", "exec", NS, *args], env=base, capture_output=True,
+    return subprocess.run([IP, "netns", "exec", NS, *args], env=base, capture_output=True,
                           text=True, timeout=timeout, check=False)
 
 
@@ -190,3 +191,43 @@ def test_real_elixir_release_with_exec_and_env(netns: str, release: Path, tmp_pa
     assert answer.stdout == expected
     assert in_ns(["sh", "-c", script, "sh", "stop"], home).returncode == 0
     wait_for(lambda: rpc("IO.write(node())").returncode != 0, "the release to stop", 60, 0.5)
+
+
+SLIM_DEBIAN_TOOLS = {  # what debian:*-slim has that the shim uses (no iproute2, curl, wget)
+    "dash": "dash", "awk": "mawk", "sed": "sed", "sort": "sort", "tr": "tr", "cat": "cat",
+    "mktemp": "mktemp", "rm": "rm", "hostname": "hostname", "uname": "uname",
+}
+BUSYBOX_APPLETS = ("sh", "awk", "sed", "sort", "tr", "cat", "mktemp", "rm", "hostname", "uname",
+                   "timeout", "wget")
+
+
+def toolbox(root: Path, kind: str) -> tuple[str, str]:
+    """A PATH holding only a slim image's tools; returns (PATH, shell)."""
+    root.mkdir()
+    if kind == "busybox":
+        for applet in BUSYBOX_APPLETS:
+            (root / applet).symlink_to(shutil.which("busybox") or "/bin/busybox")
+        return str(root), str(root / "sh")
+    for name, real in SLIM_DEBIAN_TOOLS.items():
+        found = shutil.which(real)
+        assert found, f"{real} is needed on the test machine"
+        (root / name).symlink_to(found)
+    return str(root), str(root / "dash")
+
+
+@pytest.mark.parametrize("kind", ["slim-debian", "busybox-only"])
+def test_shim_needs_only_a_slim_image_toolset(netns: str, tmp_path: Path, kind: str) -> None:
+    path, shell = toolbox(tmp_path / "bin", "busybox" if kind == "busybox-only" else "debian")
+    shim = command("dash")[1]
+    # no `ip` on PATH: the /proc reader is chosen on its own
+    r = in_ns([shell, shim, "--basename", "app"], {"PATH": path})
+    assert (r.returncode, r.stderr) == (3, AMBIGUOUS)
+    r = in_ns([shell, shim, "--basename", "app", "--cidr", "fd00:230::/64", "--format", "env"],
+              {"PATH": path})
+    assert (r.returncode, r.stdout) == (0, "RELEASE_DISTRIBUTION=name\nRELEASE_NODE="
+                                           "app@fd00:230::2\nERL_AFLAGS='-proto_dist inet6_tcp'\n")
+    if kind == "slim-debian":
+        # a metadata source without any HTTP client: a clear error, not a crash
+        r = in_ns([shell, shim, "--basename", "app", "--source", "gcp"], {"PATH": path})
+        assert (r.returncode, r.stderr) == (4, "nodename: gcp metadata: neither curl nor wget is "
+                                               "installed (one is needed for --source gcp)\n")
