@@ -9,6 +9,10 @@ Phases (each a real `pyinfra -y --json` run against bare lab hosts, timed wall c
   swarm-add-host one more worker host added to the inventory, deploy again
 Anchor (Ansible community.docker on such hosts): 32 s cold, 8 s unchanged re-run.
 
+  cluster-*      deploys/cluster.py + deploys/check.py on a lab of their own (bare hosts):
+                 cold on 3 hosts to a complete mesh, unchanged re-run, scale 3 -> 6,
+                 a 4th host added (targets: re-run <= 6 s, add-a-host <= 90 s)
+
 Extending: append a Phase to PHASES (e.g. the cluster deploy's phases); each gets the
 Bench context (lab handle, `bench.pyinfra(deploy, *args)`) and returns a PhaseResult.
 The lab (hosts booting, not part of any phase) is created before and removed after,
@@ -18,6 +22,7 @@ unless --keep.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import subprocess
 import sys
@@ -30,6 +35,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "plugins"))
 
+from beamfleet.deploys import images  # noqa: E402
 from beamfleet.lab import Lab  # noqa: E402
 
 PYINFRA = str(ROOT / ".venv" / "bin" / "pyinfra")
@@ -45,6 +51,7 @@ class PhaseResult:
 @dataclass
 class Bench:
     lab: Lab
+    extra: tuple[str, ...] = ()  # pyinfra arguments every run of this bench adds
 
     def pyinfra(self, deploy: str, *args: str) -> tuple[float, dict[str, Any]]:
         """Run ``pyinfra -y --json`` on the lab; (seconds, parsed json). Exits on failure."""
@@ -79,6 +86,62 @@ def swarm_add_host(bench: Bench) -> PhaseResult:
     return PhaseResult(seconds, changes(payload), note=f"{host.name} joined")
 
 
+# -- cluster phases (deploys/cluster.py + deploys/check.py) -------------------------------
+# They run on a lab of their own, "<name>-cluster", so that "cold" means bare hosts. Its
+# host boots and the image builds on the controller are done before the timed phase
+# (images are built once per content and cached); each phase is timed from the start of
+# cluster.py to check.py reporting a complete mesh.
+_cluster_bench: list[Bench] = []
+
+
+def _cluster(bench: Bench) -> Bench:
+    if not _cluster_bench:
+        lab = Lab(f"{bench.lab.name}-cluster", root=bench.lab.root)
+        lab.down()
+        lab.up(hosts=3, managers=1)
+        atexit.register(lab.down)
+        images.build(images.APP_REPO_DEFAULT, images.app_context(ROOT / "examples" / "demo"))
+        agent = images.build(images.AGENT_REPO, images.agent_context())
+        # pinned: the source tree may be edited while the benchmark runs
+        _cluster_bench.append(Bench(lab, extra=("--data", f"agent_image={agent.ref}")))
+    return _cluster_bench[0]
+
+
+def _cluster_to_mesh(bench: Bench, *data: str) -> PhaseResult:
+    b = _cluster(bench)
+    extra: list[str] = []
+    for item in data:
+        extra += ["--data", item]
+    deploy_s, payload = b.pyinfra("deploys/cluster.py", *b.extra, *extra)
+    check_s, _ = b.pyinfra("deploys/check.py", *b.extra, *extra)
+    return PhaseResult(
+        deploy_s + check_s,
+        changes(payload),
+        note=f"cluster.py {deploy_s:.1f} s + check.py {check_s:.1f} s",
+    )
+
+
+def cluster_cold(bench: Bench) -> PhaseResult:
+    return _cluster_to_mesh(bench)
+
+
+def cluster_rerun(bench: Bench) -> PhaseResult:
+    b = _cluster(bench)
+    seconds, payload = b.pyinfra("deploys/cluster.py", *b.extra)
+    return PhaseResult(seconds, changes(payload), note="cluster.py only")
+
+
+def cluster_scale(bench: Bench) -> PhaseResult:
+    return _cluster_to_mesh(bench, "app_replicas=6")
+
+
+def cluster_add_host(bench: Bench) -> PhaseResult:
+    host = _cluster(bench).lab.add_host("workers")  # container boot: not timed
+    result = _cluster_to_mesh(bench, "app_replicas=6")
+    result.note = f"{host.name} joined; {result.note}"
+    return result
+
+
 @dataclass
 class Phase:
     name: str
@@ -90,6 +153,10 @@ PHASES: list[Phase] = [
     Phase("swarm-cold", swarm_cold, "<= 30 s (Ansible 32 s)"),
     Phase("swarm-rerun", swarm_rerun, "<= 4 s, 0 changes (Ansible 8 s)"),
     Phase("swarm-add-host", swarm_add_host, "-"),
+    Phase("cluster-cold", cluster_cold, "3 bare hosts to a complete mesh (-)"),
+    Phase("cluster-rerun", cluster_rerun, "<= 6 s, 0 changes (Ansible swarm-only 8 s)"),
+    Phase("cluster-scale", cluster_scale, "3 -> 6 nodes to a complete mesh (-)"),
+    Phase("cluster-add-host", cluster_add_host, "<= 90 s to a complete mesh"),
 ]
 
 
