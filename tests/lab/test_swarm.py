@@ -13,7 +13,8 @@ import pytest
 
 from tests.lab.conftest import LabHandle, lab_fixture, run_pyinfra, wait_until
 
-pytestmark = pytest.mark.lab
+# Generous: a cold lab (debootstrap + image build) on a busy 2-core CI machine is slow.
+pytestmark = [pytest.mark.lab, pytest.mark.timeout(900)]
 
 lab = lab_fixture("tswarm", hosts=3, managers=1)
 
