@@ -22,6 +22,10 @@ def test_help_documents_exit_codes() -> None:
     assert code == 0
     for cmd in ("ping", "nodes", "connect", "disconnect"):
         assert cmd in out
+        code, sub, _ = invoke(cmd, "--help")
+        assert code == 0
+        assert "3  authentication failed: the cookies differ" in sub
+        assert "--cookie-file" in sub
 
 
 @pytest.mark.parametrize("flag", ["--cookie", "--setcookie", "-c"])

@@ -52,15 +52,26 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _common_options(func: F) -> F:
-    @click.option("--cookie-file", type=click.Path(dir_okay=False, path_type=Path),
-                  default=None,
-                  help="File holding the cookie [default: $BEAMFLEET_COOKIE_FILE, "
-                       "then ~/.erlang.cookie].")
-    @click.option("--timeout", type=click.FloatRange(min=0.05), default=5.0,
-                  show_default=True, help="Seconds allowed for each step and the call.")
-    @click.option("--epmd-port", type=click.IntRange(1, 65535),
-                  default=lambda: int(os.environ.get("ERL_EPMD_PORT", "4369")),
-                  show_default="$ERL_EPMD_PORT or 4369", help="EPMD port on the node's host.")
+    @click.option(
+        "--cookie-file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="File holding the cookie [default: $BEAMFLEET_COOKIE_FILE, then ~/.erlang.cookie].",
+    )
+    @click.option(
+        "--timeout",
+        type=click.FloatRange(min=0.05),
+        default=5.0,
+        show_default=True,
+        help="Seconds allowed for each step and the call.",
+    )
+    @click.option(
+        "--epmd-port",
+        type=click.IntRange(1, 65535),
+        default=lambda: int(os.environ.get("ERL_EPMD_PORT", "4369")),
+        show_default="$ERL_EPMD_PORT or 4369",
+        help="EPMD port on the node's host.",
+    )
     @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -88,9 +99,15 @@ def _emit(as_json: bool, payload: dict[str, Any], text: str) -> None:
         click.echo(text)
 
 
-def _run(node: str, *, cookie_file: Path | None, timeout: float, epmd_port: int, as_json: bool,
-         action: Callable[[NodeConnection], Awaitable[tuple[int, dict[str, Any], str]]]
-         ) -> None:
+def _run(
+    node: str,
+    *,
+    cookie_file: Path | None,
+    timeout: float,
+    epmd_port: int,
+    as_json: bool,
+    action: Callable[[NodeConnection], Awaitable[tuple[int, dict[str, Any], str]]],
+) -> None:
     """Connect, run ``action``, print its result; map every failure to an exit code."""
     try:
         cookie = read_cookie_file(cookie_file or default_cookie_file())
@@ -103,85 +120,164 @@ def _run(node: str, *, cookie_file: Path | None, timeout: float, epmd_port: int,
     except DistError as exc:
         code = _exit_code(exc)
         if as_json:
-            click.echo(json.dumps({"node": node, "ok": False, "error": type(exc).__name__,
-                                   "message": str(exc)}, sort_keys=True))
+            click.echo(
+                json.dumps(
+                    {"node": node, "ok": False, "error": type(exc).__name__, "message": str(exc)},
+                    sort_keys=True,
+                )
+            )
         click.echo(f"error: {exc}", err=True)
         sys.exit(code)
     _emit(as_json, {"node": node, **payload}, text)
     sys.exit(code)
 
 
-@click.group()
+EXIT_CODES_HELP = """\b
+Exit codes:
+  0  done (connect/disconnect answered true)
+  1  the operation answered false
+  2  usage or input error (options, node name, cookie file)
+  3  authentication failed: the cookies differ
+  4  unreachable: EPMD down, node not registered, refused, lost
+  5  timed out (the message names the step)
+  6  the RPC failed (badrpc)"""
+
+
+@click.group(epilog=EXIT_CODES_HELP)
 def node() -> None:
-    """Talk to a BEAM node over the Erlang distribution protocol (as a hidden node)."""
+    """Talk to a BEAM node over the Erlang distribution protocol (as a hidden node).
+
+    The cookie is read from --cookie-file, else $BEAMFLEET_COOKIE_FILE, else
+    ~/.erlang.cookie; it is never taken from the command line nor printed.
+    """
 
 
-@node.command()
+@node.command(epilog=EXIT_CODES_HELP)
 @click.argument("node_name", metavar="NODE")
 @_common_options
-def ping(*, node_name: str, cookie_file: Path | None, timeout: float, epmd_port: int,
-         as_json: bool) -> None:
+def ping(
+    *, node_name: str, cookie_file: Path | None, timeout: float, epmd_port: int, as_json: bool
+) -> None:
     """Connect to NODE (handshake with the cookie) and run one RPC."""
 
     async def action(conn: NodeConnection) -> tuple[int, dict[str, Any], str]:
         start = time.perf_counter()
         answer = await conn.rpc("erlang", "node", [], timeout=timeout)
         ms = (time.perf_counter() - start) * 1000
-        return EXIT_OK, {"ok": True, "answer": str(answer), "rpc_ms": round(ms, 3)}, \
-            f"pong from {answer} (rpc {ms:.1f} ms)"
+        return (
+            EXIT_OK,
+            {"ok": True, "answer": str(answer), "rpc_ms": round(ms, 3)},
+            f"pong from {answer} (rpc {ms:.1f} ms)",
+        )
 
-    _run(node_name, cookie_file=cookie_file, timeout=timeout, epmd_port=epmd_port,
-         as_json=as_json, action=action)
+    _run(
+        node_name,
+        cookie_file=cookie_file,
+        timeout=timeout,
+        epmd_port=epmd_port,
+        as_json=as_json,
+        action=action,
+    )
 
 
-@node.command()
+@node.command(epilog=EXIT_CODES_HELP)
 @click.argument("node_name", metavar="NODE")
-@click.option("--kind", type=click.Choice(["visible", "hidden", "connected", "known"]),
-              default="visible", show_default=True, help="Which nodes (erlang:nodes/1).")
+@click.option(
+    "--kind",
+    type=click.Choice(["visible", "hidden", "connected", "known"]),
+    default="visible",
+    show_default=True,
+    help="Which nodes (erlang:nodes/1).",
+)
 @_common_options
-def nodes(*, node_name: str, kind: str, cookie_file: Path | None, timeout: float,
-          epmd_port: int, as_json: bool) -> None:
+def nodes(
+    *,
+    node_name: str,
+    kind: str,
+    cookie_file: Path | None,
+    timeout: float,
+    epmd_port: int,
+    as_json: bool,
+) -> None:
     """List the nodes NODE is connected to (one per line)."""
 
     async def action(conn: NodeConnection) -> tuple[int, dict[str, Any], str]:
         found = sorted(await conn.nodes(kind, timeout=timeout))
         return EXIT_OK, {"ok": True, "kind": kind, "nodes": found}, "\n".join(found)
 
-    _run(node_name, cookie_file=cookie_file, timeout=timeout, epmd_port=epmd_port,
-         as_json=as_json, action=action)
+    _run(
+        node_name,
+        cookie_file=cookie_file,
+        timeout=timeout,
+        epmd_port=epmd_port,
+        as_json=as_json,
+        action=action,
+    )
 
 
-@node.command(name="connect")
+@node.command(name="connect", epilog=EXIT_CODES_HELP)
 @click.argument("node_name", metavar="NODE")
 @click.argument("peer", metavar="PEER")
 @_common_options
-def connect_cmd(*, node_name: str, peer: str, cookie_file: Path | None, timeout: float,
-                epmd_port: int, as_json: bool) -> None:
+def connect_cmd(
+    *,
+    node_name: str,
+    peer: str,
+    cookie_file: Path | None,
+    timeout: float,
+    epmd_port: int,
+    as_json: bool,
+) -> None:
     """Make NODE connect to PEER (net_kernel:connect_node/1). Exit 1 when it answers false."""
 
     async def action(conn: NodeConnection) -> tuple[int, dict[str, Any], str]:
         ok = await conn.connect_node(peer, timeout=timeout)
-        text = f"{node_name} connected to {peer}" if ok else \
-            f"{node_name} could not connect to {peer} (false: down, unreachable, or cookie)"
+        text = (
+            f"{node_name} connected to {peer}"
+            if ok
+            else f"{node_name} could not connect to {peer} (false: down, unreachable, or cookie)"
+        )
         return (EXIT_OK if ok else EXIT_FALSE), {"ok": ok, "peer": peer}, text
 
-    _run(node_name, cookie_file=cookie_file, timeout=timeout, epmd_port=epmd_port,
-         as_json=as_json, action=action)
+    _run(
+        node_name,
+        cookie_file=cookie_file,
+        timeout=timeout,
+        epmd_port=epmd_port,
+        as_json=as_json,
+        action=action,
+    )
 
 
-@node.command()
+@node.command(epilog=EXIT_CODES_HELP)
 @click.argument("node_name", metavar="NODE")
 @click.argument("peer", metavar="PEER")
 @_common_options
-def disconnect(*, node_name: str, peer: str, cookie_file: Path | None, timeout: float,
-               epmd_port: int, as_json: bool) -> None:
+def disconnect(
+    *,
+    node_name: str,
+    peer: str,
+    cookie_file: Path | None,
+    timeout: float,
+    epmd_port: int,
+    as_json: bool,
+) -> None:
     """Make NODE drop its connection to PEER (erlang:disconnect_node/1)."""
 
     async def action(conn: NodeConnection) -> tuple[int, dict[str, Any], str]:
         ok = await conn.disconnect_node(peer, timeout=timeout)
-        text = f"{node_name} disconnected from {peer}" if ok else \
-            f"{node_name} did not disconnect from {peer} (false)"
+        text = (
+            f"{node_name} disconnected from {peer}"
+            if ok
+            else f"{node_name} did not disconnect from {peer} (false)"
+        )
         return (EXIT_OK if ok else EXIT_FALSE), {"ok": ok, "peer": peer}, text
 
-    _run(node_name, cookie_file=cookie_file, timeout=timeout, epmd_port=epmd_port,
-         as_json=as_json, action=action)
+    _run(
+        node_name,
+        cookie_file=cookie_file,
+        timeout=timeout,
+        epmd_port=epmd_port,
+        as_json=as_json,
+        action=action,
+    )
