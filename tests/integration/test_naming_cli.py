@@ -12,6 +12,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -294,3 +295,22 @@ def test_transient_errors_are_retried_and_4xx_is_final(form: str) -> None:
         assert (r.returncode, r.stderr) == (
             4, f"{E}digitalocean metadata: GET {do.url}{path} answered HTTP 404\n")
         assert len(do.requests) == 1
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_hanging_endpoint_times_out(form: str) -> None:
+    # a listening socket that never answers: connect succeeds, the reply never comes
+    with socket.socket() as hang:
+        hang.bind(("127.0.0.1", 0))
+        hang.listen(16)
+        url = f"http://127.0.0.1:{hang.getsockname()[1]}"
+        started = time.monotonic()
+        r = run(form, ["--basename", "app", "--source", "openstack"],
+                url_env("openstack", url, BEAMFLEET_METADATA_TIMEOUT="1",
+                        BEAMFLEET_METADATA_ATTEMPTS="2"), timeout=60)
+        elapsed = time.monotonic() - started
+    assert r.returncode == 4, r.stderr
+    assert r.stderr.startswith(f"{E}openstack metadata: GET {url}/latest/meta-data/local-ipv4 "
+                               "failed after 2 attempts: "), r.stderr
+    # two 1 s attempts and a 0.2 s backoff; a missing timeout would hang until `timeout=60`
+    assert elapsed < 20, elapsed
