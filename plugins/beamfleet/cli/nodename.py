@@ -41,17 +41,25 @@ def _check_executable(program: str) -> None:
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--basename", default=None, help="The part before '@' (a valid alive name).")
 @click.option(
-    "--source", default="auto", show_default=True,
+    "--source",
+    default="auto",
+    show_default=True,
     help="auto|rancher|aws|gcp|azure|digitalocean|openstack|k8s|hostname|env:VAR",
 )
 @click.option("--cidr", "cidrs", multiple=True, help="Keep addresses inside CIDR (repeatable).")
 @click.option("--interface", default=None, help="Keep addresses of this interface.")
 @click.option(
-    "--format", "fmt", default=None,
+    "--format",
+    "fmt",
+    default=None,
     help=f"{'|'.join(FORMATS)} (default: name; env with --exec)",
 )
-@click.option("--exec", "do_exec", is_flag=True,
-              help="Export the env variables, then exec the command given after --.")
+@click.option(
+    "--exec",
+    "do_exec",
+    is_flag=True,
+    help="Export the env variables, then exec the command given after --.",
+)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def nodename(
     *,
