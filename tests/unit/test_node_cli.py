@@ -8,8 +8,21 @@ import pytest
 from click.testing import CliRunner
 
 from beamfleet.cli import main
+from beamfleet.cli import node as node_cli
 from beamfleet.cli.node import EXIT_USAGE
-from beamfleet.dist import CookieFileError, read_cookie_file
+from beamfleet.dist import (
+    AuthenticationFailed,
+    ConnectionLost,
+    CookieFileError,
+    DistError,
+    DistTimeout,
+    EpmdUnreachable,
+    HandshakeRejected,
+    InvalidNodeName,
+    NodeNotRegistered,
+    RpcError,
+    read_cookie_file,
+)
 
 
 def invoke(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
@@ -83,3 +96,21 @@ def test_read_cookie_file_rules(tmp_path: Path) -> None:
         assert "SECRET" not in str(info.value)
     with pytest.raises(CookieFileError, match="cannot read"):
         read_cookie_file(tmp_path)  # a directory
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (AuthenticationFailed("a@h"), 3),
+        (EpmdUnreachable("h"), 4),
+        (NodeNotRegistered("a@h"), 4),
+        (HandshakeRejected("a@h", "not_allowed"), 4),
+        (ConnectionLost("a@h"), 4),
+        (DistTimeout("handshake", 1.0), 5),
+        (RpcError("undef"), 6),
+        (CookieFileError("x"), 2),
+        (InvalidNodeName("x"), 2),
+    ],
+)
+def test_exit_code_per_error(error: DistError, code: int) -> None:
+    assert node_cli._exit_code(error) == code
