@@ -54,6 +54,9 @@ class MetadataEmulator:
 
     #: a short provider name, used in ``repr`` and in emulator error bodies
     provider = "metadata"
+    #: where to listen; loopback by default. A test that owns another address (e.g. a
+    #: bridge it created for a namespace) may set it on the instance before ``start()``.
+    bind_address = "127.0.0.1"
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -65,7 +68,7 @@ class MetadataEmulator:
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> Self:
-        """Bind 127.0.0.1 on a free port and serve in a daemon thread."""
+        """Bind ``bind_address`` (127.0.0.1) on a free port and serve in a daemon thread."""
         if self._server is not None:
             return self
         emulator = self
@@ -100,12 +103,14 @@ class MetadataEmulator:
             def log_message(self, format: str, *args: object) -> None:
                 """Quiet: the request log is kept in ``emulator.requests`` instead."""
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer((self.bind_address, 0), Handler)
         self._server.daemon_threads = True
         # a short poll interval keeps stop() fast (shutdown waits for the loop to notice)
         self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-            name=f"{self.provider}-emulator", daemon=True,
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"{self.provider}-emulator",
+            daemon=True,
         )
         self._thread.start()
         return self
@@ -140,7 +145,7 @@ class MetadataEmulator:
     @property
     def url(self) -> str:
         """Base URL, e.g. ``http://127.0.0.1:40123`` (no trailing slash)."""
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.bind_address}:{self.port}"
 
     # -- fault injection -------------------------------------------------------------
     def fail_next(self, count: int = 1, status: int = 503) -> None:
