@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from beamfleet.deploys import images
 from tests.lab.conftest import LabHandle, lab_fixture, run_pyinfra, wait_until
 
 pytestmark = pytest.mark.lab
@@ -30,23 +29,17 @@ MANAGER = "host1"
 CHECK_ROW = re.compile(r"^demo@(10\.234\.\d+\.\d+)\s+((?:[-x.?]\s*)+)$", re.MULTILINE)
 
 
-_AGENT_IMAGE: list[str] = []
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _pin_agent_image() -> None:
-    """Build the agent image once, from the package as it is now, and pin it
-    (``agent_image`` data): the runs of this module then compare like with like even
-    when the source tree is edited while they run. The default path (build during the
-    run) is the same code, exercised here by the application image."""
-    _AGENT_IMAGE[:] = [images.build(images.AGENT_REPO, images.agent_context()).ref]
+# After the first (all defaults) run: the images it deployed, pinned for the later runs
+# (`app_image`/`agent_image` data), so that they compare like with like even when the
+# source tree (the demo's build context, the package) is edited while the module runs.
+_PINNED: dict[str, str] = {}
 
 
 def inventory(lab: LabHandle, replicas: int) -> Path:
-    """The lab's generated inventory, with ``app_replicas`` (and the pinned agent image)
-    set in every host's data."""
+    """The lab's generated inventory, with ``app_replicas`` (and the pinned images) set
+    in every host's data."""
     path = lab.inventory.with_name(f"cluster-{replicas}.py")
-    extra = {"app_replicas": replicas, "agent_image": _AGENT_IMAGE[0]}
+    extra = {"app_replicas": replicas, **_PINNED}
     path.write_text(
         "import runpy\n"
         f"_lab = runpy.run_path({str(lab.inventory)!r})\n"
@@ -55,6 +48,12 @@ def inventory(lab: LabHandle, replicas: int) -> Path:
         "workers = [(n, {**d, **_extra}) for n, d in _lab.get('workers', [])]\n"
     )
     return path
+
+
+def pin_images(lab: LabHandle) -> None:
+    fmt = "'{{.Spec.TaskTemplate.ContainerSpec.Image}}'"
+    app, agent = lab.ssh(MANAGER, f"docker service inspect --format {fmt} {APP} {AGENT}").split()
+    _PINNED.update(app_image=app, agent_image=agent)
 
 
 def deploy(lab: LabHandle, replicas: int, name: str = "deploys/cluster.py"):
@@ -101,6 +100,7 @@ def agent_exec(lab: LabHandle, host: str, script: str) -> str:
 def test_cold_cluster_then_check(lab: LabHandle) -> None:
     run = deploy(lab, 3)
     assert run.ok, run.output
+    pin_images(lab)
     rows = check(lab, 3)
     # Independently of the check's probe: :global works across the nodes. A value put
     # through one node is read back through another (beamfleet.dist RPCs).
