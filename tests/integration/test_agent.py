@@ -156,9 +156,13 @@ def dns(lab: Lab) -> Iterator[Dnsmasq]:
     server.close()
 
 
-@pytest.fixture(scope="module")
-def hosts(lab: Lab) -> list[Host]:
-    return [lab.add_host() for _ in range(8)]
+@pytest.fixture
+def hosts(lab: Lab) -> Iterator[list[Host]]:
+    """Eight fresh namespaces per test (new names and addresses), removed after it."""
+    made = [lab.add_host() for _ in range(8)]
+    yield made
+    for h in made:
+        lab.remove_host(h)
 
 
 @pytest.fixture
@@ -166,10 +170,12 @@ def beams(hosts: list[Host]) -> Iterator[Callable[..., list[ErlNode]]]:
     started: list[ErlNode] = []
 
     def factory(which: list[Host], cookie: str = COOKIE) -> list[ErlNode]:
+        def one(h: Host) -> ErlNode:
+            node = start_beam(h, cookie)
+            started.append(node)  # recorded at once: a sibling's failure must not leak it
+            return node
         with concurrent.futures.ThreadPoolExecutor(4) as pool:
-            nodes = list(pool.map(lambda h: start_beam(h, cookie), which))
-        started.extend(nodes)
-        return nodes
+            return list(pool.map(one, which))
 
     yield factory
     for node in started:
@@ -312,7 +318,6 @@ def test_blackholed_peer_does_not_slow_the_others(lab, dns, hosts, beams, agents
         assert agent.proc.poll() is None
     finally:
         lab.remove_host(hole)
-        hosts[7] = lab.add_host(hole.index)
 
 
 def test_dns_truncated_answer_is_retried_over_tcp(dns) -> None:

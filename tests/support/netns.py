@@ -16,6 +16,8 @@ run with the same prefix are removed first.
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -40,7 +42,7 @@ class Lab:
 
     prefix: str = "bf231"
     v4: str = "10.231"
-    v6: str = "fd00:231::"
+    v6: str | None = "fd00:231::"  # None: IPv4 only
     hosts: dict[str, Host] = field(default_factory=dict)
     _next: int = 1
 
@@ -57,7 +59,8 @@ class Lab:
         try:
             sh("ip", "link", "add", self.bridge, "type", "bridge")
             sh("ip", "addr", "add", f"{self.gateway4}/16", "dev", self.bridge)
-            sh("ip", "-6", "addr", "add", f"{self.v6}1/64", "dev", self.bridge, "nodad")
+            if self.v6:
+                sh("ip", "-6", "addr", "add", f"{self.v6}1/64", "dev", self.bridge, "nodad")
             sh("ip", "link", "set", self.bridge, "up")
             # bridged traffic goes through iptables here (br_netfilter, Docker's FORWARD
             # DROP policy): let the hosts of this bridge talk to each other
@@ -83,6 +86,7 @@ class Lab:
         for line in out.splitlines():
             name = line.split()[0] if line.split() else ""
             if name.startswith(f"{self.prefix}-"):
+                self._kill_inside(name)
                 sh("ip", "netns", "exec", name, "ip", "link", "del", "eth0", check=False)
                 sh("ip", "netns", "del", name, check=False)
         sh("ip", "link", "del", self.bridge, check=False)
@@ -94,7 +98,7 @@ class Lab:
         name = f"{self.prefix}-h{i}"
         veth = f"{self.prefix}v{i}"
         ip4 = f"{self.v4}.{1 + i // 250}.{i % 250 + 1}"
-        ip6 = f"{self.v6}{1 + i // 250:x}:{i % 250 + 1:x}"
+        ip6 = f"{self.v6}{1 + i // 250:x}:{i % 250 + 1:x}" if self.v6 else ""
         host = Host(name, i, ip4, ip6, veth)
         self.hosts[name] = host
         sh("ip", "netns", "add", name)
@@ -110,7 +114,8 @@ class Lab:
         sh("ip", "link", "set", veth, "master", self.bridge, "up")
         self.run(host, "ip", "link", "set", "lo", "up")
         self.run(host, "ip", "addr", "add", f"{ip4}/16", "dev", "eth0")
-        self.run(host, "ip", "-6", "addr", "add", f"{ip6}/64", "dev", "eth0", "nodad")
+        if ip6:
+            self.run(host, "ip", "-6", "addr", "add", f"{ip6}/64", "dev", "eth0", "nodad")
         self.run(host, "ip", "link", "set", "eth0", "up")
         self.run(host, "ip", "route", "add", "default", "via", self.gateway4)
         return host
@@ -124,7 +129,15 @@ class Lab:
         # root-side: the address stays "on link", so SYNs go out and vanish
         sh("ip", "link", "set", host.veth, "down")
 
+    @staticmethod
+    def _kill_inside(name: str) -> None:
+        """Kill what still runs in the namespace (a deleted netns lives on with them)."""
+        for pid in sh("ip", "netns", "pids", name, check=False).stdout.split():
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(pid), signal.SIGKILL)
+
     def remove_host(self, host: Host) -> None:
+        self._kill_inside(host.name)
         sh("ip", "link", "del", host.veth, check=False)  # synchronous, unlike netns del
         sh("ip", "netns", "del", host.name, check=False)
         self.hosts.pop(host.name, None)

@@ -1,0 +1,285 @@
+#!/usr/bin/env python3
+"""Convergence of `beamfleet agent` on N = 10 and 30 real erl nodes, vs libcluster defaults.
+
+Each node is one ``erl -name app@10.235.x.y`` in its own network namespace with its own
+EPMD (10.235.0.0/16); a real dnsmasq on the bridge serves ``app.bench``; the agent is the
+real CLI in the root namespace (``--ownership all``).
+
+Measured, per N and per agent setting:
+- join: a node is (re)started, then added to DNS (t0 = dnsmasq has reloaded); done when
+  the new node's ``nodes()`` holds all N-1 others (connections are symmetric, so then
+  every node sees every other). Watched through a hidden connection polled every 10 ms.
+- removal (defaults only): a live node is dropped from DNS; done when it has no peer.
+  This includes the grace period (>= 3 polls and >= 10 s) by design.
+- peer loss: every node logs its nodeup/nodedown events from inside the VM; any
+  ``nodedown`` of a node other than the one being replaced/removed is a lost peer.
+- agent RSS and CPU (N = 30, defaults) over a quiet 20 s window, from /proc.
+
+The baseline is the same agent with libcluster's defaults: 5 s interval, no jitter,
+sequential connects (``--max-parallel 1``).
+
+Usage: .venv/bin/python benchmarks/convergence.py [--events 20] [--sizes 10,30]
+(root; needs ip netns, dnsmasq, erl; takes about 10 minutes on 2 cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import concurrent.futures
+import contextlib
+import os
+import platform
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.support.dnsmasq import Dnsmasq  # noqa: E402
+from tests.support.erlang import Epmd, ErlNode, random_cookie, runtime, start_node  # noqa: E402
+from tests.support.netns import Host, Lab  # noqa: E402
+
+from beamfleet.dist import connect  # noqa: E402
+
+COOKIE = random_cookie()
+NAME = "app.bench"
+EVENTS_EVAL = (
+    'spawn(fun() -> ok = net_kernel:monitor_nodes(true), '
+    'F = fun Loop() -> receive {E, N} -> '
+    'file:write_file(filename:join(os:getenv("HOME"), "events.log"), '
+    'io_lib:format("~p ~s~n", [E, N]), [append]), Loop() end end, F() end).'
+)
+BEAM_FLAGS = ["+S", "1", "+A", "1", "+sbwt", "none", "+MMmcs", "30", "-kernel",
+              "net_ticktime", "30"]
+DEFAULTS: list[str] = []
+BASELINE = ["--interval", "5", "--jitter", "0", "--max-parallel", "1"]
+
+
+def start_beam(host: Host) -> ErlNode:
+    ep = Epmd.start(port=4369, netns=host.name)
+    try:
+        node = start_node(runtime("otp25"), alive="app", host=host.ip4, cookie=COOKIE,
+                          epmd=ep, netns=host.name, timeout=60,
+                          extra_args=[*BEAM_FLAGS, "-eval", EVENTS_EVAL])
+    except BaseException:
+        ep.stop()
+        raise
+    node.owned_epmd = ep
+    return node
+
+
+def kill_beam(node: ErlNode) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(node.proc.pid, signal.SIGKILL)
+    node.stop()
+
+
+def events(node: ErlNode) -> list[str]:
+    path = node.home / "events.log"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+class AgentProc:
+    def __init__(self, args: list[str], nameserver: str) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="beamfleet-bench-"))
+        cookie = self.dir / "cookie"
+        cookie.write_text(COOKIE)
+        cookie.chmod(0o400)
+        env = {**os.environ, "BEAMFLEET_COOKIE_FILE": str(cookie)}
+        argv = [str(ROOT / ".venv" / "bin" / "beamfleet"), "agent", "--source",
+                f"dns:{NAME}", "--basename", "app", "--nameserver", nameserver,
+                "--listen", "127.0.0.1:0", "--ownership", "all", *args]
+        # --listen port 0 is refused by validation; pick a fixed free port instead
+        argv[argv.index("127.0.0.1:0")] = "127.0.0.1:19235"
+        self.log = (self.dir / "agent.log").open("wb")
+        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT, env=env,
+                                     start_new_session=True)
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        self.log.close()
+
+
+async def wait_peers(node: ErlNode, want: set[str] | None, timeout: float) -> float:
+    """Seconds until ``node``'s nodes() covers ``want`` (None: until it is empty)."""
+    t0 = time.monotonic()
+    async with connect(node.name, COOKIE, timeout=5) as conn:
+        while time.monotonic() - t0 < timeout:
+            seen = set(await conn.nodes())
+            if (want is None and not seen) or (want is not None and seen >= want):
+                return time.monotonic() - t0
+            await asyncio.sleep(0.01)
+    raise TimeoutError(f"{node.name}: not converged within {timeout} s")
+
+
+@dataclass
+class Result:
+    label: str
+    n: int
+    join: list[float] = field(default_factory=list)
+    removal: list[float] = field(default_factory=list)
+    lost: int = 0
+    rss: float | None = None
+    cpu: float | None = None
+
+
+def pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, round(q * (len(s) - 1)))]
+
+
+def set_dns(dns: Dnsmasq, nodes: list[ErlNode]) -> None:
+    dns.set_records({NAME: [n.host for n in nodes]})
+
+
+def losses(nodes: list[ErlNode], before: dict[str, int], allowed: str) -> int:
+    return sum(1 for n in nodes for e in events(n)[before.get(n.name, 0):]
+               if e.startswith("nodedown") and e.split()[1] != allowed)
+
+
+def full_mesh(nodes: list[ErlNode], timeout: float) -> None:
+    async def all_nodes() -> None:
+        await asyncio.gather(*(wait_peers(n, {m.name for m in nodes} - {n.name}, timeout)
+                               for n in nodes))
+    asyncio.run(all_nodes())
+
+
+def run_phase(label: str, args: list[str], dns: Dnsmasq, hosts: list[Host],
+              nodes: list[ErlNode], n: int, n_events: int, removals: int,
+              measure_usage: bool) -> Result:
+    res = Result(label, n)
+    members = nodes[:n]
+    set_dns(dns, members)
+    agent = AgentProc(args, dns.listen)
+    try:
+        full_mesh(members, 120)
+        for i in range(n_events):
+            k = random.randrange(n)
+            x = members[k]
+            others = [m for m in members if m is not x]
+            set_dns(dns, others)
+            kill_beam(x)
+            x = members[k] = nodes[k] = start_beam(hosts[k])
+            before = {m.name: len(events(m)) for m in others}
+            time.sleep(random.uniform(0, 1.0))  # random phase against the poll timer
+            set_dns(dns, members)
+            res.join.append(asyncio.run(wait_peers(x, {m.name for m in others}, 60)))
+            res.lost += losses(others, before, x.name)
+            print(f"  {label} N={n} join {i + 1}/{n_events}: {res.join[-1]:.3f} s",
+                  file=sys.stderr)
+        for i in range(removals):
+            x = members[random.randrange(n)]
+            others = [m for m in members if m is not x]
+            before = {m.name: len(events(m)) for m in others}
+            set_dns(dns, others)
+            res.removal.append(asyncio.run(wait_peers(x, None, 60)))
+            # only the removed node may go down, and it must go down everywhere
+            res.lost += losses(others, before, x.name)
+            print(f"  {label} N={n} removal {i + 1}/{removals}: {res.removal[-1]:.3f} s",
+                  file=sys.stderr)
+            set_dns(dns, members)
+            full_mesh(members, 60)
+        if measure_usage:
+            time.sleep(3)
+            c0, t0 = agent.cpu_seconds(), time.monotonic()
+            time.sleep(20)
+            res.cpu = 100 * (agent.cpu_seconds() - c0) / (time.monotonic() - t0)
+            res.rss = agent.rss_mb()
+    finally:
+        agent.stop()
+    return res
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--events", type=int, default=20)
+    ap.add_argument("--removals", type=int, default=3)
+    ap.add_argument("--sizes", default="10,30")
+    opts = ap.parse_args()
+    sizes = [int(s) for s in opts.sizes.split(",")]
+    random.seed(235)
+    results: list[Result] = []
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    with Lab(prefix="bf235", v4="10.235", v6=None) as lab:
+        dns = Dnsmasq(listen=lab.gateway4, domain="bench")
+        nodes: list[ErlNode] = []
+        try:
+            dns.start()
+            hosts = [lab.add_host() for _ in range(max(sizes))]
+            with concurrent.futures.ThreadPoolExecutor(4) as pool:
+                nodes.extend(pool.map(start_beam, hosts))
+            for n in sizes:
+                results.append(run_phase("beamfleet defaults", DEFAULTS, dns, hosts, nodes, n,
+                                         opts.events, opts.removals, n == max(sizes)))
+                results.append(run_phase("libcluster defaults", BASELINE, dns, hosts, nodes, n,
+                                         opts.events, 0, False))
+        finally:
+            for node in nodes:
+                with contextlib.suppress(Exception):
+                    node.stop()
+            dns.close()
+
+    print(f"convergence: {started}, OTP 25 nodes in network namespaces, "
+          f"Python {platform.python_version()}, {os.cpu_count()} cores, {opts.events} join "
+          f"events per row")
+    print(f"{'setting':<20} {'N':>3} {'join p50':>9} {'join p95':>9} {'join max':>9} "
+          f"{'removal p50':>12} {'lost peers':>11} {'RSS':>8} {'CPU':>6}")
+    ok = True
+    by = {(r.label, r.n): r for r in results}
+    for r in results:
+        rem = f"{statistics.median(r.removal):.2f} s" if r.removal else "-"
+        rss = f"{r.rss:.1f} MB" if r.rss is not None else "-"
+        cpu = f"{r.cpu:.2f}%" if r.cpu is not None else "-"
+        print(f"{r.label:<20} {r.n:>3} {pct(r.join, .5):>7.2f} s {pct(r.join, .95):>7.2f} s "
+              f"{max(r.join):>7.2f} s {rem:>12} {r.lost:>11} {rss:>8} {cpu:>6}")
+    print("targets:")
+    for n in sizes:
+        ours, base = by[("beamfleet defaults", n)], by[("libcluster defaults", n)]
+        speed = pct(base.join, .5) / pct(ours.join, .5)
+        line = f"  N={n}: join p95 {pct(ours.join, .95):.2f} s, {speed:.1f}x faster (p50) " \
+               f"than libcluster defaults (>= 3x)"
+        good = speed >= 3
+        if n == 30:
+            line += f"; p95 <= 1.5 s: {'ok' if pct(ours.join, .95) <= 1.5 else 'MISSED'}"
+            good &= pct(ours.join, .95) <= 1.5
+        ok &= good
+        print(line + ("  ok" if good else "  MISSED"))
+    lost = sum(r.lost for r in results if r.label == "beamfleet defaults")
+    print(f"  no remaining node lost a peer (beamfleet): {'ok' if lost == 0 else 'MISSED'}")
+    ok &= lost == 0
+    big = by[("beamfleet defaults", max(sizes))]
+    if big.rss is not None and big.cpu is not None:
+        good = big.rss <= 40 and big.cpu < 2
+        ok &= good
+        print(f"  agent RSS {big.rss:.1f} MB (<= 40) and CPU {big.cpu:.2f}% of one core (< 2%) "
+              f"polling {max(sizes)} peers every second: {'ok' if good else 'MISSED'}")
+    print("all targets met" if ok else "some targets MISSED")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
