@@ -190,7 +190,20 @@ def save(ref: str, image_id: str) -> Path:
             partial.unlink(missing_ok=True)
             raise ImageBuildError(f"docker save {ref} failed (is there room in {directory}?)")
     partial.rename(archive)
+    _prune(directory, safe.rsplit("_", 1)[0] if ":" in ref else safe)
     return archive
+
+
+KEEP_ARCHIVES = 3  # per image repository: the newest ones (a run still using one is safe)
+
+
+def _prune(directory: Path, repo: str) -> None:
+    """Drop all but the newest archives of ``repo``: each build leaves one behind."""
+    olds = sorted(
+        directory.glob(f"{repo}_*.tar.gz"), key=lambda p: p.stat().st_mtime, reverse=True
+    )
+    for old in olds[KEEP_ARCHIVES:]:
+        old.unlink(missing_ok=True)
 
 
 def local_image(ref: str) -> Image:
