@@ -201,6 +201,31 @@ def test_silent_peer_times_out_in_handshake(epmd: Epmd, silent_listener: socket.
         registration.close()
 
 
+def test_unanswered_syn_times_out_in_connect_step(epmd: Epmd) -> None:
+    # a listener whose accept queue is full: the kernel drops further SYNs, like a
+    # black-holed host, so the TCP connect itself hangs
+    full = socket.socket()
+    full.bind(("127.0.0.1", 0))
+    full.listen(0)
+    port = full.getsockname()[1]
+    filler = socket.create_connection(("127.0.0.1", port), timeout=5)
+    registration = _register(epmd.port, "blackholed", port)
+
+    async def main() -> None:
+        start = time.monotonic()
+        with pytest.raises(DistTimeout) as info:
+            await connect("blackholed@127.0.0.1", "cookie", epmd_port=epmd.port, timeout=1.0)
+        assert info.value.step == "connect"
+        assert 1.0 <= time.monotonic() - start < 2.5
+
+    try:
+        run(main())
+    finally:
+        registration.close()
+        filler.close()
+        full.close()
+
+
 def test_silent_epmd_times_out_in_epmd_step(silent_listener: socket.socket) -> None:
     port = silent_listener.getsockname()[1]
 
