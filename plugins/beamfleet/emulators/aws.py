@@ -24,8 +24,13 @@ from beamfleet.emulators.base import MetadataEmulator, Request, Response, not_fo
 class AwsImdsEmulator(MetadataEmulator):
     provider = "aws"
 
-    def __init__(self, local_ipv4: str = "10.230.10.5", *, ipv6: str | None = None,
-                 tokens_required: bool = True) -> None:
+    def __init__(
+        self,
+        local_ipv4: str = "10.230.10.5",
+        *,
+        ipv6: str | None = None,
+        tokens_required: bool = True,
+    ) -> None:
         super().__init__()
         self.local_ipv4 = local_ipv4
         self.ipv6 = ipv6
@@ -39,8 +44,11 @@ class AwsImdsEmulator(MetadataEmulator):
             return list(self._tokens)
 
     def _data(self) -> dict[str, str]:
-        data = {"local-ipv4": self.local_ipv4, "local-hostname": "ip-emulated.ec2.internal",
-                "instance-id": "i-0123456789abcdef0"}
+        data = {
+            "local-ipv4": self.local_ipv4,
+            "local-hostname": "ip-emulated.ec2.internal",
+            "instance-id": "i-0123456789abcdef0",
+        }
         if self.ipv6:
             data["ipv6"] = self.ipv6
         return data
@@ -57,8 +65,7 @@ class AwsImdsEmulator(MetadataEmulator):
             token = secrets.token_urlsafe(32)
             with self._lock:
                 self._tokens[token] = time.monotonic() + int(ttl)
-            return Response(200, token,
-                            headers={"X-aws-ec2-metadata-token-ttl-seconds": ttl})
+            return Response(200, token, headers={"X-aws-ec2-metadata-token-ttl-seconds": ttl})
         if not request.path.startswith("/latest/meta-data"):
             return not_found()
         presented = request.header("x-aws-ec2-metadata-token")
@@ -68,7 +75,7 @@ class AwsImdsEmulator(MetadataEmulator):
             return Response(401, "Unauthorized\n")
         if presented is None and self.tokens_required:
             return Response(401, "Unauthorized\n")
-        key = request.path[len("/latest/meta-data"):].strip("/")
+        key = request.path[len("/latest/meta-data") :].strip("/")
         data = self._data()
         if not key:
             return Response(200, "\n".join(sorted(data)))

@@ -39,8 +39,10 @@ class AzureImdsEmulator(MetadataEmulator):
         version = request.query.get("api-version", [""])[0]
         if version not in API_VERSIONS:
             what = "was not specified in the request" if not version else "is invalid"
-            return _bad(f"Bad request. api-version {what}. For more information refer to "
-                        "aka.ms/azureimds", **{"newest-versions": list(API_VERSIONS[-3:])})
+            return _bad(
+                f"Bad request. api-version {what}. For more information refer to aka.ms/azureimds",
+                **{"newest-versions": list(API_VERSIONS[-3:])},
+            )
         leaves = {f"{IFACE}/ipv4/ipAddress/0/privateIpAddress": self.private_ipv4}
         if self.private_ipv6:
             leaves[f"{IFACE}/ipv6/ipAddress/0/privateIpAddress"] = self.private_ipv6

@@ -14,8 +14,9 @@ from beamfleet.emulators.base import MetadataEmulator, Request, Response, not_fo
 class DigitalOceanMetadataEmulator(MetadataEmulator):
     provider = "digitalocean"
 
-    def __init__(self, private_ipv4: str = "10.230.13.5",
-                 public_ipv4: str = "203.0.113.13") -> None:
+    def __init__(
+        self, private_ipv4: str = "10.230.13.5", public_ipv4: str = "203.0.113.13"
+    ) -> None:
         super().__init__()
         self.private_ipv4 = private_ipv4
         self.public_ipv4 = public_ipv4

@@ -23,14 +23,18 @@ class GcpMetadataEmulator(MetadataEmulator):
 
     def respond(self, request: Request) -> Response:
         if request.header("metadata-flavor") != "Google" or request.header("x-forwarded-for"):
-            return Response(403, "Missing required header: Metadata-Flavor\n",
-                            content_type="text/html; charset=UTF-8")
+            return Response(
+                403,
+                "Missing required header: Metadata-Flavor\n",
+                content_type="text/html; charset=UTF-8",
+            )
         data = {
             "/computeMetadata/v1/instance/network-interfaces/0/ip": self.ip,
             "/computeMetadata/v1/instance/hostname": "vm-1.c.project.internal",
             "/computeMetadata/v1/instance/id": "1234567890123456789",
         }
         if request.path in data:
-            return Response(200, data[request.path], content_type="application/text",
-                            headers=FLAVOR)
+            return Response(
+                200, data[request.path], content_type="application/text", headers=FLAVOR
+            )
         return not_found()

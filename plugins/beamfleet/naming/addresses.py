@@ -72,9 +72,9 @@ def candidates(addresses: Iterable[Address]) -> list[Address]:
 
 
 # -- reading them from the system ---------------------------------------------------------
-def list_addresses(environ: Mapping[str, str] | None = None, proc: Path = Path("/proc")) -> list[
-    Address
-]:
+def list_addresses(
+    environ: Mapping[str, str] | None = None, proc: Path = Path("/proc")
+) -> list[Address]:
     """This host's dialable addresses (see the module docstring for where they come from)."""
     env = os.environ if environ is None else environ
     method = env.get("BEAMFLEET_ADDRESSES", "")
@@ -85,7 +85,10 @@ def list_addresses(environ: Mapping[str, str] | None = None, proc: Path = Path("
         raise SourceError("BEAMFLEET_ADDRESSES=ip but no 'ip' command (iproute2) on PATH")
     if ip_cmd is not None and method != "proc":
         result = subprocess.run(
-            [ip_cmd, "-j", "addr", "show"], capture_output=True, text=True, timeout=10,
+            [ip_cmd, "-j", "addr", "show"],
+            capture_output=True,
+            text=True,
+            timeout=10,
             check=False,
         )
         if result.returncode != 0:
@@ -110,8 +113,11 @@ def parse_ip_json(text: str) -> list[Address]:
             if info.get("scope") in ("host", "link") or "local" not in info:
                 continue
             out.append(
-                Address(ipaddress.ip_address(info["local"]), int(info["prefixlen"]),
-                        str(link.get("ifname", "")))
+                Address(
+                    ipaddress.ip_address(info["local"]),
+                    int(info["prefixlen"]),
+                    str(link.get("ifname", "")),
+                )
             )
     return out
 
@@ -126,8 +132,9 @@ def parse_if_inet6(text: str) -> list[Address]:
         scope = int(fields[3], 16)
         if scope != 0:  # 0x00 global; 0x10 host, 0x20 link, ...
             continue
-        out.append(Address(ipaddress.IPv6Address(int(fields[0], 16)), int(fields[2], 16),
-                           fields[5]))
+        out.append(
+            Address(ipaddress.IPv6Address(int(fields[0], 16)), int(fields[2], 16), fields[5])
+        )
     return out
 
 

@@ -73,19 +73,28 @@ class MetadataProvider:
 PROVIDERS: dict[str, MetadataProvider] = {
     p.name: p
     for p in (
-        MetadataProvider("rancher", "http://rancher-metadata",
-                         "/latest/self/container/primary_ip"),
-        MetadataProvider("aws", "http://169.254.169.254", "/latest/meta-data/local-ipv4",
-                         aws_token=True),
-        MetadataProvider("gcp", "http://metadata.google.internal",
-                         "/computeMetadata/v1/instance/network-interfaces/0/ip",
-                         {"Metadata-Flavor": "Google"}),
-        MetadataProvider("azure", "http://169.254.169.254",
-                         "/metadata/instance/network/interface/0/ipv4/ipAddress/0/"
-                         f"privateIpAddress?api-version={AZURE_API_VERSION}&format=text",
-                         {"Metadata": "true"}),
-        MetadataProvider("digitalocean", "http://169.254.169.254",
-                         "/metadata/v1/interfaces/private/0/ipv4/address"),
+        MetadataProvider("rancher", "http://rancher-metadata", "/latest/self/container/primary_ip"),
+        MetadataProvider(
+            "aws", "http://169.254.169.254", "/latest/meta-data/local-ipv4", aws_token=True
+        ),
+        MetadataProvider(
+            "gcp",
+            "http://metadata.google.internal",
+            "/computeMetadata/v1/instance/network-interfaces/0/ip",
+            {"Metadata-Flavor": "Google"},
+        ),
+        MetadataProvider(
+            "azure",
+            "http://169.254.169.254",
+            "/metadata/instance/network/interface/0/ipv4/ipAddress/0/"
+            f"privateIpAddress?api-version={AZURE_API_VERSION}&format=text",
+            {"Metadata": "true"},
+        ),
+        MetadataProvider(
+            "digitalocean",
+            "http://169.254.169.254",
+            "/metadata/v1/interfaces/private/0/ipv4/address",
+        ),
         MetadataProvider("openstack", "http://169.254.169.254", "/latest/meta-data/local-ipv4"),
     )
 }
@@ -99,9 +108,12 @@ def check_source(source: str) -> str:
         return source
     if source.startswith("env:"):
         var = source[4:]
-        if var and (var[0].isalpha() or var[0] == "_") and all(
-            c.isalnum() or c == "_" for c in var
-        ) and var.isascii():
+        if (
+            var
+            and (var[0].isalpha() or var[0] == "_")
+            and all(c.isalnum() or c == "_" for c in var)
+            and var.isascii()
+        ):
             return source
         raise InvalidInputError(f"invalid --source '{source}': env:VAR needs a variable name")
     raise InvalidInputError(f"unknown --source '{source}'; expected one of: {', '.join(SOURCES)}")
@@ -120,15 +132,18 @@ class HttpSettings:
             attempts = int(environ.get("BEAMFLEET_METADATA_ATTEMPTS") or 3)
         except ValueError as exc:
             raise InvalidInputError(
-                f"BEAMFLEET_METADATA_TIMEOUT/ATTEMPTS must be numbers: {exc}") from exc
+                f"BEAMFLEET_METADATA_TIMEOUT/ATTEMPTS must be numbers: {exc}"
+            ) from exc
         if timeout <= 0 or not 1 <= attempts <= 10:
             raise InvalidInputError(
-                "BEAMFLEET_METADATA_TIMEOUT must be > 0 and BEAMFLEET_METADATA_ATTEMPTS 1..10")
+                "BEAMFLEET_METADATA_TIMEOUT must be > 0 and BEAMFLEET_METADATA_ATTEMPTS 1..10"
+            )
         return cls(timeout=timeout, attempts=attempts)
 
 
-def _request(provider: str, method: str, url: str, headers: Mapping[str, str],
-             http: HttpSettings) -> str:
+def _request(
+    provider: str, method: str, url: str, headers: Mapping[str, str], http: HttpSettings
+) -> str:
     last = ""
     for attempt in range(http.attempts):
         if attempt:
@@ -140,9 +155,7 @@ def _request(provider: str, method: str, url: str, headers: Mapping[str, str],
         except urllib.error.HTTPError as exc:
             last = f"HTTP {exc.code}"
             if exc.code != 429 and exc.code < 500:
-                raise SourceError(
-                    f"{provider} metadata: {method} {url} answered {last}"
-                ) from exc
+                raise SourceError(f"{provider} metadata: {method} {url} answered {last}") from exc
         except (urllib.error.URLError, TimeoutError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             last = f"not reachable ({reason})"
@@ -153,16 +166,22 @@ def _request(provider: str, method: str, url: str, headers: Mapping[str, str],
     )
 
 
-def fetch_metadata_address(name: str, environ: Mapping[str, str],
-                           http: HttpSettings | None = None) -> str:
+def fetch_metadata_address(
+    name: str, environ: Mapping[str, str], http: HttpSettings | None = None
+) -> str:
     """The address a metadata provider reports for this instance/container."""
     provider = PROVIDERS[name]
     settings = http or HttpSettings.from_env(environ)
     base = provider.base_url(environ)
     headers = dict(provider.headers)
     if provider.aws_token:
-        token = _request(name, "PUT", f"{base}/latest/api/token",
-                         {"X-aws-ec2-metadata-token-ttl-seconds": AWS_TOKEN_TTL}, settings)
+        token = _request(
+            name,
+            "PUT",
+            f"{base}/latest/api/token",
+            {"X-aws-ec2-metadata-token-ttl-seconds": AWS_TOKEN_TTL},
+            settings,
+        )
         headers["X-aws-ec2-metadata-token"] = token
     value = _request(name, "GET", base + provider.path, headers, settings)
     if not value:

@@ -58,8 +58,7 @@ def select_address(
         return kept[0]
     if not kept:
         raise NoAddressError(
-            f"no address matches {_filters(cidrs, interface)}; "
-            f"addresses here: {_describe(pool)}"
+            f"no address matches {_filters(cidrs, interface)}; addresses here: {_describe(pool)}"
         )
     suggestions = []
     for a in kept:
