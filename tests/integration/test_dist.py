@@ -94,6 +94,19 @@ def test_epmd_names_and_port(erl_node: NodeFactory) -> None:
     run(main())
 
 
+def test_local_host_names_our_side(erl_node: NodeFactory) -> None:
+    node = erl_node()
+
+    async def main() -> None:
+        async with connect(node.name, node.cookie, epmd_port=node.epmd_port,
+                           local_host="agent.example") as conn:
+            assert conn.local_name.startswith("beamfleet-")
+            assert conn.local_name.endswith("@agent.example")
+            assert conn.local_name in await conn.nodes("hidden")
+
+    run(main())
+
+
 def test_ipv6_node(erl_node: NodeFactory) -> None:
     node = erl_node(host="::1")
 
