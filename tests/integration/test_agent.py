@@ -227,6 +227,9 @@ def test_scale_3_8_4_converges_to_the_exact_mesh(dns, hosts, beams, agents) -> N
     removed = [e for e in agent.lines() if e.get("event") == "peer_removed"]
     assert {e["peer"] for e in removed} == {n.name for n in nodes[4:]}
     assert all(e["how"] == "left" for e in removed)
+    assert agent.stop() == 0  # SIGTERM: clean exit
+    assert agent.lines()[-1].get("event") == "agent_stopped"
+    assert "Traceback" not in agent.log.read_text()
 
 
 def test_departed_alive_node_leaves_without_any_remaining_node_losing_a_peer(
