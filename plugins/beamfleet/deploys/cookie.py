@@ -77,9 +77,7 @@ def plan_cookie(
     secret, create = current, False
     if rotate or changed:
         secret, create = f"{app}_cookie.v{latest + 1}", True
-    stale = tuple(
-        sorted(n for n in versions.values() if n != secret and n not in services_using)
-    )
+    stale = tuple(sorted(n for n in versions.values() if n != secret and n not in services_using))
     return CookiePlan(secret, create, stale)
 
 
