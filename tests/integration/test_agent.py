@@ -24,8 +24,9 @@ from pathlib import Path
 
 import pytest
 
+from beamfleet.discovery.errors import SourceError
 from beamfleet.discovery.peers import Naming
-from beamfleet.discovery.sources import DnsSource, StubResolver
+from beamfleet.discovery.sources import DnsSource, EpmdSource, SrvSource, StubResolver
 from beamfleet.dist import connect
 from beamfleet.emulators.rancher import RancherMetadataEmulator, rancher_container
 from tests.support.dnsmasq import Dnsmasq
@@ -409,3 +410,54 @@ def test_control_plain_disconnect_does_cut_off_a_remaining_node(hosts, beams) ->
     def someone_lost_a() -> bool:
         return any(f"nodedown {a.name}" in events(n)[before[n.name]:] for n in nodes[1:3])
     wait_for(someone_lost_a, 10, "a remaining node dropping A")
+
+
+def test_local_epmd_agents_each_drive_their_own_node(dns, hosts, beams, agents) -> None:
+    nodes = beams(hosts[:3])
+    set_app(dns, nodes)
+    procs = [agents(*dns_agent_args(dns), "--ownership", "local-epmd", netns=h.name, port=19232)
+             for h in hosts[:3]]
+    wait_for(lambda: exact_mesh(nodes), 30, "3-node mesh by three local agents")
+
+    def owned(a: AgentProc, h: Host) -> set[str]:
+        code, body = a.get("/status", host=h.ip4)
+        return set(json.loads(body)["owned"]) if code == 200 else set()
+    for a, h, n in zip(procs, hosts[:3], nodes, strict=True):
+        wait_for(lambda a=a, h=h, n=n: owned(a, h) == {n.name}, 10, f"{h.name} owns its node")
+
+
+def test_srv_and_epmd_sources_against_real_servers(dns, hosts, beams) -> None:
+    node = beams(hosts[:1])[0]
+    dns.set_records({"n1.test": [node.host]})
+    resolver = StubResolver([(dns.listen, 53)], timeout=1.0)
+    srv = SrvSource("_erlang._tcp.app.test", basename="app", resolver=resolver,
+                    naming=Naming.parse("ip"))
+    assert {p.name for p in asyncio.run(srv.poll())} == {node.name}
+    epmd = EpmdSource(node.host, basename="app")
+    assert {p.name for p in asyncio.run(epmd.poll())} == {node.name}
+    with pytest.raises(SourceError):
+        asyncio.run(EpmdSource(hosts[1].ip4, basename="app", timeout=0.5).poll())
+
+
+def test_ipv6_nodes_from_aaaa_records(dns, hosts, beams, agents) -> None:
+    def start6(h: Host) -> ErlNode:
+        ep = Epmd.start(port=4369, netns=h.name)
+        try:
+            node = start_node(runtime("otp25"), alive="app", host=h.ip6, cookie=COOKIE,
+                              epmd=ep, netns=h.name, extra_args=BEAM_FLAGS)
+        except BaseException:
+            ep.stop()
+            raise
+        node.owned_epmd = ep
+        return node
+
+    nodes = []
+    try:
+        nodes = [start6(h) for h in hosts[:3]]
+        dns.set_records({"app.test": [n.host for n in nodes]})
+        agents(*dns_agent_args(dns))
+        wait_for(lambda: exact_mesh(nodes), 30, "IPv6 mesh")
+        assert all(":" in p for p in peers_of(nodes[0]))
+    finally:
+        for n in nodes:
+            n.stop()
