@@ -310,15 +310,28 @@ def test_blackholed_peer_does_not_slow_the_others(lab, dns, hosts, beams, agents
     lab.blackhole(hole)
     try:
         set_app(dns, nodes[:3])
-        agent = agents(*dns_agent_args(dns, "--connect-timeout", "5"))
+        agent = agents(*dns_agent_args(dns, "--connect-timeout", "8"))
         wait_for(lambda: exact_mesh(nodes[:3]), 30, "3-node mesh")
-        # the black hole and a new real node enter DNS together
-        dns.set_records({"app.test": [n.host for n in nodes] + [hole.ip4]})
-        t0 = time.monotonic()
-        wait_for(lambda: exact_mesh(nodes), 20, "mesh with the new node", step=0.1)
-        elapsed = time.monotonic() - t0
-        # one connect timeout is 5 s: joining must not wait for the black hole
-        assert elapsed < 4.0, f"new node joined after {elapsed:.1f} s"
+        new, others = nodes[3], {n.name for n in nodes[:3]}
+
+        async def joined() -> float:
+            # watched over a hidden connection every 20 ms: erl_call is too slow a clock
+            t0 = time.monotonic()
+            async with connect(new.name, COOKIE, timeout=5) as conn:
+                # the black hole and a new real node enter DNS together
+                dns.set_records({"app.test": [n.host for n in nodes] + [hole.ip4]})
+                t0 = time.monotonic()
+                while time.monotonic() - t0 < 20:
+                    if set(await conn.nodes()) >= others:
+                        return time.monotonic() - t0
+                    await asyncio.sleep(0.02)
+            raise AssertionError("the new node never joined")
+        elapsed = asyncio.run(joined())
+        # one connect timeout is 8 s: joining must not wait for the black hole
+        assert elapsed < 5.0, f"new node joined after {elapsed:.1f} s"
+        assert exact_mesh(nodes)
+        status = json.loads(agent.get("/status")[1])
+        assert f"app@{hole.ip4}" in status["desired"]
         assert agent.proc.poll() is None
     finally:
         lab.remove_host(hole)
@@ -380,7 +393,8 @@ def test_rendezvous_agents_split_nodes_and_take_over(lab, dns, hosts, beams, age
     t0 = time.monotonic()
     wait_for(lambda: owned(a2, agent_hosts[1]) == {n.name for n in nodes[:4]}, 10,
              "takeover", step=0.1)
-    assert time.monotonic() - t0 < 2.5
+    # 2 polls are ~1.1 s plus the liveness probe; the margin is for a loaded CI machine
+    assert time.monotonic() - t0 < 3.5
     dns.set_records({"app.test": [n.host for n in nodes],
                      "agents.test": [h.ip4 for h in agent_hosts]})
     wait_for(lambda: exact_mesh(nodes), 30, "6-node mesh by the surviving agent")
