@@ -21,6 +21,7 @@ import ipaddress
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from weakref import WeakKeyDictionary, WeakSet
 
 from gevent.lock import Semaphore
 from pyinfra.api.connectors import get_all_connectors
@@ -221,20 +222,21 @@ def find_problems(hosts: Iterable[HostSpec], connector_keys: set[str]) -> list[s
     return problems
 
 
-_hostnames: dict[int, dict[str, str]] = {}
+# Per-run caches, keyed by the run's State (gone with it).
+_hostnames: WeakKeyDictionary[State, dict[str, str]] = WeakKeyDictionary()
 
 
 def reported_hostnames(state: State) -> dict[str, str]:
     """{inventory name: hostname the host reports} for every connected host, read once
     per run (swarm nodes are named by hostname)."""
-    if id(state) not in _hostnames:
+    if state not in _hostnames:
         failed = set(state.failed_hosts)
-        _hostnames[id(state)] = {
+        _hostnames[state] = {
             host.name: str(host.get_fact(Hostname))
             for host in state.inventory
             if host not in failed and host.connected
         }
-    return _hostnames[id(state)]
+    return _hostnames[state]
 
 
 def host_specs(state: State) -> list[HostSpec]:
@@ -252,7 +254,7 @@ def host_specs(state: State) -> list[HostSpec]:
     ]
 
 
-_validated: set[int] = set()
+_validated: WeakSet[State] = WeakSet()
 _lock = Semaphore()
 
 
@@ -262,9 +264,9 @@ def validate_state(state: State) -> None:
     Called by every host's planning pass (they run in parallel): checks once per run.
     """
     with _lock:
-        if id(state) in _validated:
+        if state in _validated:
             return
         problems = find_problems(host_specs(state), _connector_keys())
         if problems:
             raise InventoryValidationError(problems)
-        _validated.add(id(state))
+        _validated.add(state)

@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from gevent.lock import Semaphore
 from pyinfra.api.deploy import deploy
@@ -56,7 +57,7 @@ class SwarmPlan:
     hostnames: dict[str, str]
 
 
-_plans: dict[int, SwarmPlan] = {}
+_plans: WeakKeyDictionary[State, SwarmPlan] = WeakKeyDictionary()
 _plan_lock = Semaphore()
 
 
@@ -72,7 +73,7 @@ def _is_manager_now(candidate: Host) -> bool:
 def swarm_plan(run: State, exclude: frozenset[str] = frozenset()) -> SwarmPlan:
     """The acting manager and node names of this run (computed once, shared by hosts)."""
     with _plan_lock:
-        plan = _plans.get(id(run))
+        plan = _plans.get(run)
         if plan is None:
             managers = [m for m in _managers() if m.name not in exclude]
             if not managers:
@@ -82,7 +83,7 @@ def swarm_plan(run: State, exclude: frozenset[str] = frozenset()) -> SwarmPlan:
             acting = next((m for m in managers if _is_manager_now(m)), managers[0])
             hostnames = reported_hostnames(run)
             plan = SwarmPlan(acting_manager=acting.name, hostnames=hostnames)
-            _plans[id(run)] = plan
+            _plans[run] = plan
         return plan
 
 

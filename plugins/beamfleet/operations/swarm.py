@@ -18,6 +18,7 @@ import json
 import shlex
 from collections.abc import Generator, Mapping
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from gevent.lock import Semaphore
 from pyinfra.api.command import FunctionCommand, StringCommand
@@ -140,14 +141,14 @@ def init(
 
 # One token read per manager and run: several joining hosts ask at once.
 _token_lock = Semaphore()
-_token_cache: dict[tuple[int, str], tuple[JoinTokens, str]] = {}
+_token_cache: WeakKeyDictionary[State, dict[str, tuple[JoinTokens, str]]] = WeakKeyDictionary()
 
 
 def _manager_tokens(state: State, manager: Host) -> tuple[JoinTokens, str]:
     """The join tokens and the cluster address of ``manager``, read once per run."""
-    key = (id(state), manager.name)
     with _token_lock:
-        if key not in _token_cache:
+        cache = _token_cache.setdefault(state, {})
+        if manager.name not in cache:
             tokens = read_join_tokens(manager)  # never printed, even with -vvv
             info: dict[str, Any] = manager.get_fact(SwarmInfo)
             if not tokens or not info.get("NodeAddr"):
@@ -155,8 +156,8 @@ def _manager_tokens(state: State, manager: Host) -> tuple[JoinTokens, str]:
                     f"cannot read join tokens from {manager.name}: it is not a swarm manager "
                     "(initialise the swarm there first: swarm.init)"
                 )
-            _token_cache[key] = (tokens, str(info["NodeAddr"]))
-        return _token_cache[key]
+            cache[manager.name] = (tokens, str(info["NodeAddr"]))
+        return cache[manager.name]
 
 
 def _engine_api_join(
