@@ -121,8 +121,20 @@ def _cluster_to_mesh(bench: Bench, *data: str) -> PhaseResult:
     )
 
 
+def _restarts(bench: Bench) -> int:
+    """Tasks of the cluster's services that ended (failed/restarted) so far."""
+    argv = bench.lab.ssh_argv(
+        bench.lab.load().hosts[0].name,
+        ["docker service ps -q --filter desired-state=shutdown demo demo-agent | wc -l"],
+    )
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False).stdout
+    return int(out.strip() or 0)
+
+
 def cluster_cold(bench: Bench) -> PhaseResult:
-    return _cluster_to_mesh(bench)
+    result = _cluster_to_mesh(bench)
+    result.note += f"; {_restarts(_cluster(bench))} task restarts"
+    return result
 
 
 def cluster_rerun(bench: Bench) -> PhaseResult:

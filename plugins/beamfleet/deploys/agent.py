@@ -78,10 +78,12 @@ def agent_spec(app: AppSettings, agent: AgentSettings, cookie_secret: str) -> di
                 ],
                 "Healthcheck": {
                     "Test": ["CMD", "python3", "-c", _HEALTHZ.format(port=agent.port)],
+                    # /healthz also fails while an owned node is unreachable (e.g. the
+                    # app still starting): be patient, or swarm restarts the agent for it.
                     "Interval": 5 * SECOND,
                     "Timeout": 3 * SECOND,
-                    "Retries": 3,
-                    "StartPeriod": 20 * SECOND,
+                    "Retries": 6,
+                    "StartPeriod": 60 * SECOND,
                 },
             },
             "Resources": {
