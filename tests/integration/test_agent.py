@@ -225,6 +225,8 @@ def test_scale_3_8_4_converges_to_the_exact_mesh(dns, hosts, beams, agents) -> N
     assert status == 200, health
     status, metrics = agent.get("/metrics")
     assert 'beamfleet_agent_disconnects_total 4' in metrics
+    count = re.search(r"^beamfleet_agent_convergence_seconds_count (\d+)$", metrics, re.M)
+    assert count and int(count.group(1)) >= 8, "every joined peer observed in the histogram"
     removed = [e for e in agent.lines() if e.get("event") == "peer_removed"]
     assert {e["peer"] for e in removed} == {n.name for n in nodes[4:]}
     assert all(e["how"] == "left" for e in removed)

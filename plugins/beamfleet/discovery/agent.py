@@ -68,9 +68,16 @@ class NodeState:
 class Agent:
     """Polls its sources and meshes the nodes it owns. See docs/agent.md."""
 
-    def __init__(self, config: AgentConfig, sources: list[Source], ownership: Ownership,
-                 connector: Connector, *, log: JsonLog | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        config: AgentConfig,
+        sources: list[Source],
+        ownership: Ownership,
+        connector: Connector,
+        *,
+        log: JsonLog | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.config = config
         self.sources = [SourceState(s) for s in sources]
         self.ownership = ownership
@@ -78,8 +85,11 @@ class Agent:
         self.log = log or JsonLog(level=config.log_level)
         self.clock = clock
         self.settings = ReconcileSettings(
-            connect_timeout=config.connect_timeout, max_parallel=config.max_parallel,
-            grace_polls=config.grace_polls, grace_seconds=config.grace_seconds)
+            connect_timeout=config.connect_timeout,
+            max_parallel=config.max_parallel,
+            grace_polls=config.grace_polls,
+            grace_seconds=config.grace_seconds,
+        )
         self.tracker = AbsenceTracker(config.grace_polls, config.grace_seconds)
         self.metrics = Metrics()
         self.nodes: dict[str, NodeState] = {}
@@ -96,29 +106,39 @@ class Agent:
         self._departing: dict[str, asyncio.Task[None]] = {}
 
     @classmethod
-    def from_config(cls, config: AgentConfig, cookie: str, *, log: JsonLog | None = None
-                    ) -> Agent:
+    def from_config(cls, config: AgentConfig, cookie: str, *, log: JsonLog | None = None) -> Agent:
         def resolver() -> StubResolver:
-            return StubResolver.from_system(config.nameservers or None,
-                                            timeout=config.dns_timeout)
+            return StubResolver.from_system(config.nameservers or None, timeout=config.dns_timeout)
 
-        sources = [build_source(s.kind, s.arg, basename=s.basename, naming=config.naming,
-                                resolver=resolver, timeout=config.dns_timeout)
-                   for s in config.sources]
+        sources = [
+            build_source(
+                s.kind,
+                s.arg,
+                basename=s.basename,
+                naming=config.naming,
+                resolver=resolver,
+                timeout=config.dns_timeout,
+            )
+            for s in config.sources
+        ]
         ownership: Ownership
         if config.ownership == "local-epmd":
             ownership = LocalEpmdOwnership(epmd_port=config.epmd_port)
         elif config.ownership == "rendezvous":
             assert config.agents_dns
-            ownership = RendezvousOwnership(config.agents_dns, resolver=resolver(),
-                                            port=config.listen[1],
-                                            self_address=config.advertise)
+            ownership = RendezvousOwnership(
+                config.agents_dns,
+                resolver=resolver(),
+                port=config.listen[1],
+                self_address=config.advertise,
+            )
         else:
             ownership = AllOwnership()
 
         async def connector(node: str) -> NodeLink:
-            return await connect(node, cookie, timeout=config.connect_timeout,
-                                 epmd_port=config.epmd_port)
+            return await connect(
+                node, cookie, timeout=config.connect_timeout, epmd_port=config.epmd_port
+            )
 
         return cls(config, sources, ownership, connector, log=log)
 
@@ -145,28 +165,32 @@ class Agent:
             peers = await asyncio.wait_for(st.source.poll(), self.config.dns_timeout * 3 + 1)
             if not peers and not self.config.allow_empty:
                 reason = getattr(st.source, "empty_reason", "") or "empty answer"
-                raise SourceError(label, f"{reason}; keeping the last good set "
-                                         "(--allow-empty to accept empty answers)")
+                raise SourceError(
+                    label,
+                    f"{reason}; keeping the last good set (--allow-empty to accept empty answers)",
+                )
         except (SourceError, TimeoutError) as exc:
             err = str(exc) or f"source {label}: timed out"
             st.failures += 1
-            st.next_due = now + min(self.config.backoff_max,
-                                    self.config.interval * 2 ** (st.failures - 1))
+            st.next_due = now + min(
+                self.config.backoff_max, self.config.interval * 2 ** (st.failures - 1)
+            )
             self.metrics.inc("beamfleet_agent_poll_errors_total", source=label)
             if err != st.error:
-                self.log.warning("source_failed", source=label, error=err,
-                                 retry_in=round(st.next_due - now, 2))
+                self.log.warning(
+                    "source_failed", source=label, error=err, retry_in=round(st.next_due - now, 2)
+                )
             st.error = err
             return False
         if st.error or st.last_good != peers:
-            self.log.info("source_answer", source=label, peers=len(peers),
-                          recovered=bool(st.error))
+            self.log.info("source_answer", source=label, peers=len(peers), recovered=bool(st.error))
         st.last_good, st.error, st.failures, st.next_due = peers, "", 0, 0.0
         self.metrics.set("beamfleet_agent_source_peers", len(peers), source=label)
         stats = getattr(getattr(st.source, "resolver", None), "stats", None)
         if stats is not None:
-            self.metrics.set("beamfleet_agent_dns_tcp_retries_total", stats.tcp_retries,
-                             source=label)
+            self.metrics.set(
+                "beamfleet_agent_dns_tcp_retries_total", stats.tcp_retries, source=label
+            )
         return True
 
     # ---- owned-node connections ---------------------------------------------------------
@@ -255,10 +279,19 @@ class Agent:
         self.metrics.set("beamfleet_agent_owned_nodes", len(owned))
 
         live = await self._links(owned)
-        results = await asyncio.gather(*(
-            reconcile_node(lk, desired, self.managed, self.settings,
-                           inflight=self.nodes[n].inflight, round_wait=self.round_wait)
-            for n, lk in live.items()))
+        results = await asyncio.gather(
+            *(
+                reconcile_node(
+                    lk,
+                    desired,
+                    self.managed,
+                    self.settings,
+                    inflight=self.nodes[n].inflight,
+                    round_wait=self.round_wait,
+                )
+                for n, lk in live.items()
+            )
+        )
         any_failed = False
         present: set[str] = set()
         for res in results:
@@ -266,8 +299,9 @@ class Agent:
             any_failed |= bool(res.failed)
             present |= res.extra
         for node in owned:
-            self.metrics.set("beamfleet_agent_node_reachable", 1.0 if node in live else 0.0,
-                             node=node)
+            self.metrics.set(
+                "beamfleet_agent_node_reachable", 1.0 if node in live else 0.0, node=node
+            )
         if complete:
             self.last_success = self.clock()
             self.tracker.successful_answer(desired, present, self.last_success)
@@ -285,8 +319,7 @@ class Agent:
             self.log.error("node_rpc_failed", node=res.node, error=res.error)
         want = self.desired - {res.node}
         self.metrics.set("beamfleet_agent_desired_peers", len(want), node=res.node)
-        self.metrics.set("beamfleet_agent_connected_peers", len(want & res.visible),
-                         node=res.node)
+        self.metrics.set("beamfleet_agent_connected_peers", len(want & res.visible), node=res.node)
         for peer in res.connected:
             self.metrics.inc("beamfleet_agent_connects_total")
             self.log.info("peer_connected", node=res.node, peer=peer)
@@ -298,8 +331,7 @@ class Agent:
 
     async def _departures(self, results: list[NodeResult], live: dict[str, NodeLink]) -> None:
         now = self.clock()
-        candidates = sorted({p for r in results for p in r.extra
-                             if self.tracker.eligible(p, now)})
+        candidates = sorted({p for r in results for p in r.extra if self.tracker.eligible(p, now)})
         for peer in candidates:
             if peer in self._departing:
                 continue
@@ -319,7 +351,7 @@ class Agent:
             self._departing.pop(peer, None)
 
     def _observe_convergence(self, results: list[NodeResult], live: dict[str, NodeLink]) -> None:
-        if not results or len(live) < len(self.owned):
+        if not results:  # judged on the reachable owned nodes: one black hole must not hide it
             return
         now = self.clock()
         for peer in self.desired - self._converged:
@@ -339,9 +371,11 @@ class Agent:
         age = self.clock() - self.last_success
         if age > max_age:
             return False, f"last successful poll {age:.1f} s ago (> {max_age:g} s)"
-        down = sorted(n for n in self.owned
-                      if self.nodes.get(n) is None or self.nodes[n].link is None
-                      or self.nodes[n].error)
+        down = sorted(
+            n
+            for n in self.owned
+            if self.nodes.get(n) is None or self.nodes[n].link is None or self.nodes[n].error
+        )
         if down:
             return False, f"owned node(s) unreachable: {', '.join(down)}"
         return True, "ok"
@@ -355,21 +389,32 @@ class Agent:
             last = st.last
             want = self.desired - {name}
             nodes[name] = {
-                "reachable": st.link is not None and not st.error, "error": st.error,
+                "reachable": st.link is not None and not st.error,
+                "error": st.error,
                 "connected": sorted(want & last.visible) if last else [],
                 "missing": sorted(want - last.visible) if last else sorted(want),
                 "connect_failures": st.failed_peers,
             }
         return {
-            "healthy": ok, "reason": reason, "ownership": self.ownership.label,
-            "last_success_age": None if self.last_success is None
+            "healthy": ok,
+            "reason": reason,
+            "ownership": self.ownership.label,
+            "last_success_age": None
+            if self.last_success is None
             else round(now - self.last_success, 3),
-            "desired": sorted(self.desired), "owned": nodes,
+            "desired": sorted(self.desired),
+            "owned": nodes,
             "pending_removal": {n: round(now - t, 1) for n, t in self.tracker.absent().items()},
             "agents": getattr(self.ownership, "agents", None),
-            "sources": [{"source": s.source.label, "ok": not s.error, "error": s.error,
-                         "peers": None if s.last_good is None else len(s.last_good)}
-                        for s in self.sources],
+            "sources": [
+                {
+                    "source": s.source.label,
+                    "ok": not s.error,
+                    "error": s.error,
+                    "peers": None if s.last_good is None else len(s.last_good),
+                }
+                for s in self.sources
+            ],
         }
 
     def routes(self) -> dict[str, Any]:
@@ -391,15 +436,20 @@ class Agent:
         """Poll until ``stop`` is set; serves HTTP on ``config.listen`` meanwhile."""
         server = HttpServer(self.routes())
         await server.start(*self.config.listen)
-        self.log.info("agent_started", listen=f"{self.config.listen[0]}:{self.config.listen[1]}",
-                      ownership=self.ownership.label, interval=self.config.interval,
-                      sources=[s.source.label for s in self.sources])
+        self.log.info(
+            "agent_started",
+            listen=f"{self.config.listen[0]}:{self.config.listen[1]}",
+            ownership=self.ownership.label,
+            interval=self.config.interval,
+            sources=[s.source.label for s in self.sources],
+        )
         try:
             while not stop.is_set():
                 self.wake.clear()
                 await self.poll_once()
-                delay = self.config.interval * random.uniform(1 - self.config.jitter,
-                                                              1 + self.config.jitter)
+                delay = self.config.interval * random.uniform(
+                    1 - self.config.jitter, 1 + self.config.jitter
+                )
                 if self.wake.is_set() and self._quick < 2:
                     # a connection dropped or a connect failed: look again soon, but at
                     # most twice in a row so a permanently failing peer cannot spin us
@@ -410,8 +460,9 @@ class Agent:
                     self.wake.clear()
                     stop_task = asyncio.ensure_future(stop.wait())
                     wake_task = asyncio.ensure_future(self.wake.wait())
-                    await asyncio.wait({stop_task, wake_task}, timeout=delay,
-                                       return_when=asyncio.FIRST_COMPLETED)
+                    await asyncio.wait(
+                        {stop_task, wake_task}, timeout=delay, return_when=asyncio.FIRST_COMPLETED
+                    )
                     stop_task.cancel()
                     wake_task.cancel()
                     continue
