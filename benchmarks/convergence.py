@@ -172,6 +172,7 @@ def run_phase(label: str, args: list[str], dns: Dnsmasq, hosts: list[Host],
               nodes: list[ErlNode], n: int, n_events: int, removals: int,
               measure_usage: bool) -> Result:
     res = Result(label, n)
+    interval = float(args[args.index("--interval") + 1]) if "--interval" in args else 1.0
     members = nodes[:n]
     set_dns(dns, members)
     agent = AgentProc(args, dns.listen)
@@ -185,7 +186,8 @@ def run_phase(label: str, args: list[str], dns: Dnsmasq, hosts: list[Host],
             kill_beam(x)
             x = members[k] = nodes[k] = start_beam(hosts[k])
             before = {m.name: len(events(m)) for m in others}
-            time.sleep(random.uniform(0, 1.0))  # random phase against the poll timer
+            # a random phase against the agent's poll timer (one interval wide)
+            time.sleep(random.uniform(0, interval))
             set_dns(dns, members)
             res.join.append(asyncio.run(wait_peers(x, {m.name for m in others}, 60)))
             res.lost += losses(others, before, x.name)

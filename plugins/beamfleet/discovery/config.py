@@ -116,9 +116,12 @@ def _coerce(name: str, value: Any, problems: list[str], origin: str) -> Any:
     return out
 
 
-def load_config(flags: dict[str, Any], flag_sources: list[str],
-                env: dict[str, str] | None = None, config_file: str | None = None
-                ) -> AgentConfig:
+def load_config(
+    flags: dict[str, Any],
+    flag_sources: list[str],
+    env: dict[str, str] | None = None,
+    config_file: str | None = None,
+) -> AgentConfig:
     """Merge flags, env and TOML; validate; return the config or raise ConfigError.
 
     Args:
@@ -160,7 +163,7 @@ def load_config(flags: dict[str, Any], flag_sources: list[str],
     if not raw:
         for i, item in enumerate(toml.get("source", [])):
             if not isinstance(item, dict) or "kind" not in item:
-                problems.append(f"{config_file}: [[source]] #{i + 1} needs kind = \"...\"")
+                problems.append(f'{config_file}: [[source]] #{i + 1} needs kind = "..."')
                 continue
             kind, arg = str(item["kind"]), str(item.get("arg", ""))
             b = item.get("basename", basename)
@@ -171,8 +174,10 @@ def load_config(flags: dict[str, Any], flag_sources: list[str],
 
     cookie = values.get("cookie_file")
     if not cookie:
-        problems.append("no cookie file: pass --cookie-file PATH or set BEAMFLEET_COOKIE_FILE "
-                        "(the cookie is read from a file only)")
+        problems.append(
+            "no cookie file: pass --cookie-file PATH or set BEAMFLEET_COOKIE_FILE "
+            "(the cookie is read from a file only)"
+        )
     elif not Path(cookie).is_file():
         problems.append(f"--cookie-file {cookie}: no such file")
 
@@ -180,10 +185,17 @@ def load_config(flags: dict[str, Any], flag_sources: list[str],
     if ownership not in MODES:
         problems.append(f"--ownership {ownership!r}: use one of {', '.join(MODES)}")
     if ownership == "rendezvous" and not values.get("agents_dns"):
-        problems.append("--ownership rendezvous needs --agents-dns NAME (the agents' own "
-                        "DNS name, e.g. tasks.beamfleet-agent)")
-    for name, low in (("interval", 0.05), ("connect_timeout", 0.05), ("dns_timeout", 0.05),
-                      ("grace_seconds", 0.0), ("backoff_max", 0.05)):
+        problems.append(
+            "--ownership rendezvous needs --agents-dns NAME (the agents' own "
+            "DNS name, e.g. tasks.beamfleet-agent)"
+        )
+    for name, low in (
+        ("interval", 0.05),
+        ("connect_timeout", 0.05),
+        ("dns_timeout", 0.05),
+        ("grace_seconds", 0.0),
+        ("backoff_max", 0.05),
+    ):
         v = values.get(name)
         if v is not None and v < low:
             problems.append(f"--{name.replace('_', '-')} must be >= {low}, got {v}")
@@ -214,9 +226,33 @@ def load_config(flags: dict[str, Any], flag_sources: list[str],
         problems.append("--log-level must be info or debug")
     if problems:
         raise ConfigError(problems)
-    kw = {k: v for k, v in values.items()
-          if k in ("interval", "jitter", "dns_timeout", "connect_timeout", "max_parallel",
-                   "grace_polls", "grace_seconds", "allow_empty", "backoff_max",
-                   "agents_dns", "advertise", "epmd_port", "log_level") and v is not None}
-    return AgentConfig(sources=specs, cookie_file=Path(str(cookie)), ownership=ownership,
-                       listen=listen, naming=naming, nameservers=nameservers, **kw)
+    kw = {
+        k: v
+        for k, v in values.items()
+        if k
+        in (
+            "interval",
+            "jitter",
+            "dns_timeout",
+            "connect_timeout",
+            "max_parallel",
+            "grace_polls",
+            "grace_seconds",
+            "allow_empty",
+            "backoff_max",
+            "agents_dns",
+            "advertise",
+            "epmd_port",
+            "log_level",
+        )
+        and v is not None
+    }
+    return AgentConfig(
+        sources=specs,
+        cookie_file=Path(str(cookie)),
+        ownership=ownership,
+        listen=listen,
+        naming=naming,
+        nameservers=nameservers,
+        **kw,
+    )

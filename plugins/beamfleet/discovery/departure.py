@@ -57,13 +57,20 @@ def _list(items: Sequence[Any]) -> tuple[Any, ...]:
 
 def leave_exprs(peers: Sequence[str]) -> list[Any]:
     """Abstract format of the "leave these peers in one go" expression sequence."""
-    fun_ref = (Atom("fun"), _L, (Atom("function"), _atom("erlang"), _atom("disconnect_node"),
-                                 (Atom("integer"), _L, 1)))
+    fun_ref = (
+        Atom("fun"),
+        _L,
+        (Atom("function"), _atom("erlang"), _atom("disconnect_node"), (Atom("integer"), _L, 1)),
+    )
     return [
         (Atom("match"), _L, _var("G"), _call("erlang", "whereis", [_atom("global_name_server")])),
         _call("erlang", "suspend_process", [_var("G")]),
-        (Atom("match"), _L, _var("R"),
-         _call("lists", "map", [fun_ref, _list([_atom(p) for p in peers])])),
+        (
+            Atom("match"),
+            _L,
+            _var("R"),
+            _call("lists", "map", [fun_ref, _list([_atom(p) for p in peers])]),
+        ),
         _call("erlang", "resume_process", [_var("G")]),
         _var("R"),
     ]

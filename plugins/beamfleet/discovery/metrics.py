@@ -26,8 +26,10 @@ _HELP = {
 def _labels(labels: dict[str, str]) -> str:
     if not labels:
         return ""
-    esc = {k: v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-           for k, v in labels.items()}
+    esc = {
+        k: v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+        for k, v in labels.items()
+    }
     return "{" + ",".join(f'{k}="{v}"' for k, v in sorted(esc.items())) + "}"
 
 
@@ -70,8 +72,10 @@ class Metrics:
                 if n == name:
                     lines.append(f"{name}{_labels(dict(labels))} {v:g}")
         h = "beamfleet_agent_convergence_seconds"
-        lines += [f"# HELP {h} Time from a peer entering the desired set to every owned "
-                  "node seeing it.", f"# TYPE {h} histogram"]
+        lines += [
+            f"# HELP {h} Time from a peer entering the desired set to every owned node seeing it.",
+            f"# TYPE {h} histogram",
+        ]
         for bound, count in zip(CONVERGENCE_BUCKETS, self.conv_counts, strict=True):
             le = "+Inf" if math.isinf(bound) else f"{bound:g}"
             lines.append(f'{h}_bucket{{le="{le}"}} {count}')

@@ -95,8 +95,15 @@ class RendezvousOwnership:
 
     label = "rendezvous"
 
-    def __init__(self, agents_name: str, *, resolver: StubResolver, port: int,
-                 self_address: str | None = None, probe_timeout: float = 0.5) -> None:
+    def __init__(
+        self,
+        agents_name: str,
+        *,
+        resolver: StubResolver,
+        port: int,
+        self_address: str | None = None,
+        probe_timeout: float = 0.5,
+    ) -> None:
         self._name = agents_name
         self._resolver = resolver
         self._port = port
@@ -109,8 +116,9 @@ class RendezvousOwnership:
         if ip == self.me:
             return True
         try:
-            _, writer = await asyncio.wait_for(asyncio.open_connection(ip, self._port),
-                                               self._probe_timeout)
+            _, writer = await asyncio.wait_for(
+                asyncio.open_connection(ip, self._port), self._probe_timeout
+            )
         except (OSError, TimeoutError):
             return False
         writer.close()
@@ -126,8 +134,10 @@ class RendezvousOwnership:
         if self.me is None:
             self.me = next((ip for ip in found if is_local_address(ip)), None)
         if self.me is None:
-            raise SourceError(f"agents:{self._name}", "none of its addresses is local; pass "
-                              "--advertise with this agent's address")
+            raise SourceError(
+                f"agents:{self._name}",
+                "none of its addresses is local; pass --advertise with this agent's address",
+            )
         live = await asyncio.gather(*(self._live(ip) for ip in found))
         self.agents = sorted({ip for ip, ok in zip(found, live, strict=True) if ok} | {self.me})
         return {n for n in desired if rendezvous_owner(n, self.agents) == self.me}

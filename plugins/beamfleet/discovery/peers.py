@@ -68,11 +68,16 @@ class Naming:
             try:
                 text.format(basename="b", ip="10.0.0.1", hostname="h")
             except (KeyError, IndexError, ValueError) as exc:
-                raise ConfigError([f"--naming template {text!r} is invalid ({exc}); fields: "
-                                   + ", ".join("{" + f + "}" for f in TEMPLATE_FIELDS)]) from exc
+                raise ConfigError(
+                    [
+                        f"--naming template {text!r} is invalid ({exc}); fields: "
+                        + ", ".join("{" + f + "}" for f in TEMPLATE_FIELDS)
+                    ]
+                ) from exc
             return cls("template", text)
-        raise ConfigError([f"--naming {text!r}: use ip, reverse, or a template such as "
-                           "'{basename}@{ip}'"])
+        raise ConfigError(
+            [f"--naming {text!r}: use ip, reverse, or a template such as '{{basename}}@{{ip}}'"]
+        )
 
     def name(self, basename: str, ip: str, hostname: str | None = None) -> str:
         """The node name for ``ip`` (``hostname`` is the reverse-DNS name when known)."""

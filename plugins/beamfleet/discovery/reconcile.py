@@ -29,8 +29,9 @@ class NodeLink(Protocol):
 
     async def disconnect_node(self, peer: str, *, timeout: float | None = ...) -> bool: ...
 
-    async def rpc(self, module: str, function: str, args: list[Any], *,
-                  timeout: float | None = ...) -> Any: ...
+    async def rpc(
+        self, module: str, function: str, args: list[Any], *, timeout: float | None = ...
+    ) -> Any: ...
 
     async def wait_closed(self) -> None: ...
 
@@ -111,16 +112,19 @@ class Plan:
     extra: frozenset[str]
 
 
-def plan(node: str, visible: Iterable[str], desired: set[str],
-         managed: Callable[[str], bool]) -> Plan:
+def plan(
+    node: str, visible: Iterable[str], desired: set[str], managed: Callable[[str], bool]
+) -> Plan:
     """Pure diff for ``node``: never itself, never unmanaged (other basenames, consoles).
 
     ``visible`` is ``erlang:nodes(visible)``, so hidden nodes never appear.
     """
     seen = set(visible)
     want = desired - {node}
-    return Plan(frozenset(want - seen),
-                frozenset(p for p in seen if p != node and managed(p) and p not in desired))
+    return Plan(
+        frozenset(want - seen),
+        frozenset(p for p in seen if p != node and managed(p) and p not in desired),
+    )
 
 
 @dataclass
@@ -135,13 +139,15 @@ class NodeResult:
     error: str = ""
 
 
-async def _connect_one(link: NodeLink, peer: str, sem: asyncio.Semaphore,
-                       settings: ReconcileSettings) -> tuple[str, str]:
+async def _connect_one(
+    link: NodeLink, peer: str, sem: asyncio.Semaphore, settings: ReconcileSettings
+) -> tuple[str, str]:
     async with sem:
         try:
             ok = await asyncio.wait_for(
                 link.connect_node(peer, timeout=settings.connect_timeout),
-                settings.connect_timeout + 0.5)
+                settings.connect_timeout + 0.5,
+            )
         except TimeoutError:
             return peer, f"connect timed out after {settings.connect_timeout} s"
         except DistError as exc:
@@ -162,9 +168,15 @@ class Inflight:
     sem: asyncio.Semaphore | None = None
 
 
-async def reconcile_node(link: NodeLink, desired: set[str], managed: Callable[[str], bool],
-                         settings: ReconcileSettings, *, inflight: Inflight | None = None,
-                         round_wait: float | None = None) -> NodeResult:
+async def reconcile_node(
+    link: NodeLink,
+    desired: set[str],
+    managed: Callable[[str], bool],
+    settings: ReconcileSettings,
+    *,
+    inflight: Inflight | None = None,
+    round_wait: float | None = None,
+) -> NodeResult:
     """Read ``nodes()`` of ``link``'s node and connect the missing desired peers in parallel.
 
     Waits for the connects at most ``round_wait`` seconds (default: until all finish);
@@ -205,8 +217,13 @@ async def reconcile_node(link: NodeLink, desired: set[str], managed: Callable[[s
     return result
 
 
-async def depart(peer: str, connector: Connector, holders: dict[str, NodeLink],
-                 managed: Callable[[str], bool], settings: ReconcileSettings) -> str:
+async def depart(
+    peer: str,
+    connector: Connector,
+    holders: dict[str, NodeLink],
+    managed: Callable[[str], bool],
+    settings: ReconcileSettings,
+) -> str:
     """Remove ``peer`` from the cluster; returns how ("left" or "disconnected").
 
     ``holders`` are owned nodes (name -> link) that still see ``peer``. First choice: the
@@ -229,6 +246,8 @@ async def depart(peer: str, connector: Connector, holders: dict[str, NodeLink],
             pass
         finally:
             await link.close()
-    await asyncio.gather(*(h.disconnect_node(peer, timeout=settings.rpc_timeout)
-                           for h in holders.values()), return_exceptions=True)
+    await asyncio.gather(
+        *(h.disconnect_node(peer, timeout=settings.rpc_timeout) for h in holders.values()),
+        return_exceptions=True,
+    )
     return "disconnected"

@@ -48,9 +48,11 @@ class HttpServer:
                 handler = self._routes.get(parts[1].split("?")[0])
                 status, ctype, body = handler() if handler else (404, "text/plain", "not found\n")
             data = body.encode()
-            writer.write(f"HTTP/1.0 {status} {_REASONS.get(status, '')}\r\nContent-Type: {ctype}"
-                         f"\r\nContent-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode()
-                         + data)
+            writer.write(
+                f"HTTP/1.0 {status} {_REASONS.get(status, '')}\r\nContent-Type: {ctype}"
+                f"\r\nContent-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode()
+                + data
+            )
             await writer.drain()
         except (OSError, TimeoutError, UnicodeDecodeError):
             pass

@@ -22,8 +22,19 @@ from beamfleet.discovery.sources.static import StaticSource
 KINDS = ("dns", "srv", "rancher", "static", "file", "epmd")
 NEEDS_BASENAME = ("dns", "srv", "rancher")
 
-__all__ = ["KINDS", "DnsSource", "EpmdSource", "FileSource", "RancherSource", "Source",
-           "SrvSource", "StaticSource", "StubResolver", "build_source", "source_problems"]
+__all__ = [
+    "KINDS",
+    "DnsSource",
+    "EpmdSource",
+    "FileSource",
+    "RancherSource",
+    "Source",
+    "SrvSource",
+    "StaticSource",
+    "StubResolver",
+    "build_source",
+    "source_problems",
+]
 
 
 def source_problems(kind: str, arg: str, basename: str | None) -> list[str]:
@@ -33,18 +44,33 @@ def source_problems(kind: str, arg: str, basename: str | None) -> list[str]:
         return [f"{spec}: unknown kind {kind!r}; use one of {', '.join(KINDS)}"]
     problems = []
     if kind != "rancher" and not arg:
-        problems.append(f"{spec}: {kind} needs an argument, e.g. "
-                        + {"dns": "dns:tasks.app", "srv": "srv:_erlang._tcp.app.internal",
-                           "static": "static:app@10.0.0.1,app@10.0.0.2",
-                           "file": "file:/etc/beamfleet/peers", "epmd": "epmd:10.0.0.1"}[kind])
+        problems.append(
+            f"{spec}: {kind} needs an argument, e.g. "
+            + {
+                "dns": "dns:tasks.app",
+                "srv": "srv:_erlang._tcp.app.internal",
+                "static": "static:app@10.0.0.1,app@10.0.0.2",
+                "file": "file:/etc/beamfleet/peers",
+                "epmd": "epmd:10.0.0.1",
+            }[kind]
+        )
     if kind in NEEDS_BASENAME and not basename:
-        problems.append(f"{spec}: gives addresses, so it needs --basename NAME "
-                        "(the part before @ in the node names)")
+        problems.append(
+            f"{spec}: gives addresses, so it needs --basename NAME "
+            "(the part before @ in the node names)"
+        )
     return problems
 
 
-def build_source(kind: str, arg: str, *, basename: str | None, naming: Naming,
-                 resolver: Callable[[], StubResolver], timeout: float = 2.0) -> Source:
+def build_source(
+    kind: str,
+    arg: str,
+    *,
+    basename: str | None,
+    naming: Naming,
+    resolver: Callable[[], StubResolver],
+    timeout: float = 2.0,
+) -> Source:
     """A source for ``--source KIND:ARG`` (validated with :func:`source_problems` first)."""
     problems = source_problems(kind, arg, basename)
     if problems:
@@ -63,5 +89,6 @@ def build_source(kind: str, arg: str, *, basename: str | None, naming: Naming,
     if kind == "file":
         return FileSource(arg, basename=basename, naming=naming)
     host, _, port = arg.rpartition(":") if arg.count(":") == 1 else (arg, "", "")
-    return EpmdSource(host or arg, basename=basename, port=int(port) if port else 4369,
-                      timeout=timeout)
+    return EpmdSource(
+        host or arg, basename=basename, port=int(port) if port else 4369, timeout=timeout
+    )

@@ -9,8 +9,9 @@ from beamfleet.discovery.peers import Naming, Peer
 from beamfleet.discovery.sources.resolver import LookupFailed, StubResolver
 
 
-async def name_addresses(label: str, resolver: StubResolver, basename: str, naming: Naming,
-                         addresses: list[str]) -> set[Peer]:
+async def name_addresses(
+    label: str, resolver: StubResolver, basename: str, naming: Naming, addresses: list[str]
+) -> set[Peer]:
     """Peers for ``addresses`` under ``naming`` (reverse names looked up when asked)."""
     if naming.mode != "reverse" and "{hostname}" not in naming.template:
         return {Peer(naming.name(basename, ip), ip) for ip in addresses}
@@ -22,8 +23,7 @@ async def name_addresses(label: str, resolver: StubResolver, basename: str, nami
     if missing:
         # a partial answer would prune the cluster to a subset: refuse it as a whole
         raise SourceError(label, f"no PTR record for {', '.join(missing)}")
-    return {Peer(naming.name(basename, ip, n), ip)
-            for ip, n in zip(addresses, names, strict=True)}
+    return {Peer(naming.name(basename, ip, n), ip) for ip, n in zip(addresses, names, strict=True)}
 
 
 class DnsSource:
@@ -35,8 +35,7 @@ class DnsSource:
                   naming=Naming.parse("ip"))
     """
 
-    def __init__(self, name: str, *, basename: str, resolver: StubResolver,
-                 naming: Naming) -> None:
+    def __init__(self, name: str, *, basename: str, resolver: StubResolver, naming: Naming) -> None:
         self.label = f"dns:{name}"
         self.basename: str | None = basename
         self.resolver = resolver
@@ -51,5 +50,6 @@ class DnsSource:
             raise SourceError(self.label, str(exc)) from exc
         self.empty_reason = "" if addresses else f"{self._name} has no A/AAAA record"
         assert self.basename is not None
-        return await name_addresses(self.label, self.resolver, self.basename, self._naming,
-                                    addresses)
+        return await name_addresses(
+            self.label, self.resolver, self.basename, self._naming, addresses
+        )

@@ -16,8 +16,9 @@ class EpmdSource:
         EpmdSource("10.0.1.3", basename="app")
     """
 
-    def __init__(self, host: str, *, basename: str | None, port: int = 4369,
-                 timeout: float = 2.0) -> None:
+    def __init__(
+        self, host: str, *, basename: str | None, port: int = 4369, timeout: float = 2.0
+    ) -> None:
         self.label = f"epmd:{host}"
         self.basename = basename
         self._host = host
@@ -29,5 +30,8 @@ class EpmdSource:
             names = await epmd_client.names(self._host, port=self._port, timeout=self._timeout)
         except (DistError, OSError) as exc:
             raise SourceError(self.label, str(exc)) from exc
-        return {Peer(f"{alive}@{self._host}", self._host) for alive in names
-                if self.basename is None or alive == self.basename}
+        return {
+            Peer(f"{alive}@{self._host}", self._host)
+            for alive in names
+            if self.basename is None or alive == self.basename
+        }

@@ -60,8 +60,11 @@ class FileSource:
         peers, bad = parse_lines(text, self.basename, self._naming)
         if bad:
             # a half-written file must not shrink the cluster: refuse the whole answer
-            raise SourceError(self.label, f"{len(bad)} unreadable line(s), first: {bad[0]!r} "
-                                          "(expected NAME@HOST, or an address with --basename)")
+            raise SourceError(
+                self.label,
+                f"{len(bad)} unreadable line(s), first: {bad[0]!r} "
+                "(expected NAME@HOST, or an address with --basename)",
+            )
         self._stamp, self._peers = stamp, peers
         return set(peers)
 

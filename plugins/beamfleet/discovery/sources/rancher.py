@@ -32,8 +32,11 @@ def container_addresses(service: Any) -> list[str]:
         ip = c.get("primary_ip")
         if not (isinstance(ip, str) and is_ip(ip)):
             ips = c.get("ips")
-            ip = next((i for i in ips if isinstance(i, str) and is_ip(i)), None) \
-                if isinstance(ips, list) else None
+            ip = (
+                next((i for i in ips if isinstance(i, str) and is_ip(i)), None)
+                if isinstance(ips, list)
+                else None
+            )
         if ip:
             out.append(ip)
     return sorted(set(out))
@@ -47,8 +50,9 @@ class RancherSource:
         RancherSource(basename="app", naming=Naming.parse("ip"))
     """
 
-    def __init__(self, url: str | None = None, *, basename: str, naming: Naming,
-                 timeout: float = 2.0) -> None:
+    def __init__(
+        self, url: str | None = None, *, basename: str, naming: Naming, timeout: float = 2.0
+    ) -> None:
         self.url = url or DEFAULT_URL
         self.label = "rancher" if url is None else f"rancher:{url}"
         self.basename: str | None = basename

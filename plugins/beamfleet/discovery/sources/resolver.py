@@ -67,8 +67,13 @@ class StubResolver:
     stats: ResolverStats = field(default_factory=ResolverStats)
 
     @classmethod
-    def from_system(cls, nameservers: list[tuple[str, int]] | None = None, *,
-                    timeout: float = 2.0, resolv_conf: str = "/etc/resolv.conf") -> StubResolver:
+    def from_system(
+        cls,
+        nameservers: list[tuple[str, int]] | None = None,
+        *,
+        timeout: float = 2.0,
+        resolv_conf: str = "/etc/resolv.conf",
+    ) -> StubResolver:
         """Search list and ndots from ``resolv_conf``; nameservers from it unless given."""
         try:
             base = dns.resolver.Resolver(filename=resolv_conf, configure=True)
@@ -76,8 +81,9 @@ class StubResolver:
             search, ndots = list(base.search), base.ndots or 1
         except (dns.resolver.NoResolverConfiguration, OSError):
             if not nameservers:
-                raise ConfigError([f"no nameserver: {resolv_conf} lists none; pass "
-                                   "--nameserver IP[:PORT]"]) from None
+                raise ConfigError(
+                    [f"no nameserver: {resolv_conf} lists none; pass --nameserver IP[:PORT]"]
+                ) from None
             servers, search, ndots = [], [], 1
         return cls(nameservers or servers, timeout, search, ndots)
 
@@ -91,15 +97,17 @@ class StubResolver:
             return [absolute, *searched]
         return [*searched, absolute]
 
-    async def _query(self, qname: dns.name.Name, rdtype: dns.rdatatype.RdataType
-                     ) -> dns.message.Message:
+    async def _query(
+        self, qname: dns.name.Name, rdtype: dns.rdatatype.RdataType
+    ) -> dns.message.Message:
         q = dns.message.make_query(qname, rdtype)  # no EDNS: behave like the resolvers we meet
         last = "no nameserver configured"
         for host, port in self.nameservers:
             self.stats.queries += 1
             try:
-                resp = await dns.asyncquery.udp(q, host, timeout=self.timeout, port=port,
-                                                ignore_unexpected=True)
+                resp = await dns.asyncquery.udp(
+                    q, host, timeout=self.timeout, port=port, ignore_unexpected=True
+                )
                 if resp.flags & dns.flags.TC:
                     # truncated: the full answer only comes over TCP
                     self.stats.tcp_retries += 1
@@ -117,8 +125,9 @@ class StubResolver:
             last = f"{host}:{port} answered {dns.rcode.to_text(rcode)}"
         raise LookupFailed(f"{qname} {dns.rdatatype.to_text(rdtype)}: {last}")
 
-    async def lookup(self, name: str, rdtype: str) -> tuple[list[dns.rrset.RRset],
-                                                            dns.message.Message | None]:
+    async def lookup(
+        self, name: str, rdtype: str
+    ) -> tuple[list[dns.rrset.RRset], dns.message.Message | None]:
         """Answer RRsets of type ``rdtype`` for the first candidate name that exists.
 
         Returns ``([], None)`` when no candidate exists (NXDOMAIN everywhere): a real,
@@ -134,8 +143,7 @@ class StubResolver:
 
     async def addresses(self, name: str) -> list[str]:
         """A and AAAA addresses of ``name`` (both queried at once)."""
-        (a, _), (aaaa, _) = await asyncio.gather(self.lookup(name, "A"),
-                                                 self.lookup(name, "AAAA"))
+        (a, _), (aaaa, _) = await asyncio.gather(self.lookup(name, "A"), self.lookup(name, "AAAA"))
         return [r.to_text() for rrset in (*a, *aaaa) for r in rrset]
 
     async def reverse(self, ip: str) -> str | None:
@@ -145,5 +153,3 @@ class StubResolver:
             for r in rrset:
                 return str(r.to_text()).rstrip(".")
         return None
-
-

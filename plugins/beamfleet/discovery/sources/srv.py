@@ -23,8 +23,15 @@ class SrvSource:
                   naming=Naming.parse("ip"))
     """
 
-    def __init__(self, name: str, *, basename: str, resolver: StubResolver,
-                 naming: Naming, target_names: bool = False) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        basename: str,
+        resolver: StubResolver,
+        naming: Naming,
+        target_names: bool = False,
+    ) -> None:
         self.label = f"srv:{name}"
         self.basename: str | None = basename
         self.resolver = resolver
@@ -37,8 +44,14 @@ class SrvSource:
         assert self.basename is not None
         try:
             rrsets, resp = await self.resolver.lookup(self._name, "SRV")
-            targets = sorted({r.target.to_text().rstrip(".") for rrset in rrsets for r in rrset
-                              if isinstance(r, SRV) and r.target.to_text() != "."})
+            targets = sorted(
+                {
+                    r.target.to_text().rstrip(".")
+                    for rrset in rrsets
+                    for r in rrset
+                    if isinstance(r, SRV) and r.target.to_text() != "."
+                }
+            )
             if self._target_names:
                 self.empty_reason = "" if targets else f"{self._name} has no SRV target"
                 return {Peer(f"{self.basename}@{t}") for t in targets}
@@ -46,7 +59,8 @@ class SrvSource:
             for rrset in resp.additional if resp is not None else []:
                 if rrset.rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
                     glue.setdefault(rrset.name.to_text().rstrip("."), []).extend(
-                        r.to_text() for r in rrset)
+                        r.to_text() for r in rrset
+                    )
             need = [t for t in targets if t not in glue]
             found = await asyncio.gather(*(self.resolver.addresses(t + ".") for t in need))
         except LookupFailed as exc:
@@ -54,5 +68,6 @@ class SrvSource:
         glue.update(zip(need, found, strict=True))
         addresses = sorted({ip for t in targets for ip in glue.get(t, [])})
         self.empty_reason = "" if addresses else f"{self._name} has no SRV target address"
-        return await name_addresses(self.label, self.resolver, self.basename, self._naming,
-                                    addresses)
+        return await name_addresses(
+            self.label, self.resolver, self.basename, self._naming, addresses
+        )

@@ -18,8 +18,12 @@ class StaticSource:
         names = [n.strip() for n in arg.split(",") if n.strip()]
         bad = [n for n in names if not is_node_name(n)]
         if not names or bad:
-            raise ConfigError([f"--source static:{arg}: expected comma-separated NAME@HOST "
-                               f"node names (bad: {', '.join(bad) or 'empty list'})"])
+            raise ConfigError(
+                [
+                    f"--source static:{arg}: expected comma-separated NAME@HOST "
+                    f"node names (bad: {', '.join(bad) or 'empty list'})"
+                ]
+            )
         self.label = f"static:{arg}"
         self.basename: str | None = None
         self._peers = {Peer(n) for n in names}
