@@ -449,6 +449,9 @@ def test_srv_and_epmd_sources_against_real_servers(dns, hosts, beams) -> None:
     srv = SrvSource("_erlang._tcp.app.test", basename="app", resolver=resolver,
                     naming=Naming.parse("ip"))
     assert {p.name for p in asyncio.run(srv.poll())} == {node.name}
+    by_target = SrvSource("_erlang._tcp.app.test", basename="app", resolver=resolver,
+                          naming=Naming.parse("reverse"))
+    assert {p.name for p in asyncio.run(by_target.poll())} == {"app@n1.test"}
     epmd = EpmdSource(node.host, basename="app")
     assert {p.name for p in asyncio.run(epmd.poll())} == {node.name}
     with pytest.raises(SourceError):

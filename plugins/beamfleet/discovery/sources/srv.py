@@ -14,8 +14,9 @@ from beamfleet.discovery.sources.resolver import LookupFailed, StubResolver
 
 
 class SrvSource:
-    """Each SRV target's addresses become peers; ``naming="{basename}@{hostname}"``-style
-    templates, or ``target_names=True``, name peers after the targets instead.
+    """Each SRV target's addresses become peers (``basename@<ip>``); with
+    ``--naming reverse`` (or ``target_names=True``) peers are named after the SRV targets
+    themselves (``basename@<target>``), without address or PTR lookups.
 
     Example::
 
@@ -37,7 +38,7 @@ class SrvSource:
         self.resolver = resolver
         self._name = name
         self._naming = naming
-        self._target_names = target_names
+        self._target_names = target_names or naming.mode == "reverse"
         self.empty_reason = ""
 
     async def poll(self) -> set[Peer]:
