@@ -490,3 +490,25 @@ def test_ipv6_nodes_from_aaaa_records(dns, hosts, beams, agents) -> None:
     finally:
         for n in nodes:
             n.stop()
+
+
+def test_frozen_dns_server_times_out_and_disconnects_nobody(dns, hosts, beams, agents) -> None:
+    nodes = beams(hosts[:3])
+    set_app(dns, nodes)
+    agent = agents(*dns_agent_args(dns))
+    wait_for(lambda: exact_mesh(nodes), 30, "3-node mesh")
+    before = {n.name: len(events(n)) for n in nodes}
+    assert dns.proc is not None
+    dns.proc.send_signal(signal.SIGSTOP)  # the server hangs: every query times out
+    try:
+        wait_for(lambda: agent.get("/healthz")[0] == 503, 15, "unhealthy while DNS hangs")
+        failing = [e for e in agent.lines() if e.get("event") == "source_failed"]
+        assert failing and "timed out" in str(failing[-1]["error"])
+        deadline = time.monotonic() + 3  # past the 2 s / 3 polls grace
+        while time.monotonic() < deadline:
+            assert exact_mesh(nodes)
+    finally:
+        dns.proc.send_signal(signal.SIGCONT)
+    wait_for(lambda: agent.get("/healthz")[0] == 200, 15, "healthy after DNS thaws")
+    for n in nodes:
+        assert not [e for e in events(n)[before[n.name]:] if e.startswith("nodedown")]
