@@ -191,9 +191,7 @@ def test_cookie_shows_nowhere(lab: LabHandle) -> None:
     places["service inspect"] = lab.ssh(MANAGER, f"docker service inspect {APP} {AGENT}")
     for host in [h.name for h in lab.hosts()]:
         places[f"ps on {host}"] = lab.ssh(host, "ps -eo args")
-        places[f"docker inspect on {host}"] = lab.ssh(
-            host, "docker inspect $(docker ps -aq)"
-        )
+        places[f"docker inspect on {host}"] = lab.ssh(host, "docker inspect $(docker ps -aq)")
         places[f"docker journal on {host}"] = lab.ssh(
             host, "journalctl -u docker --no-pager 2>/dev/null || true"
         )

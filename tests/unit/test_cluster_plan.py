@@ -98,7 +98,10 @@ def test_app_spec_names_nodes_by_overlay_subnet_and_mounts_the_cookie_privately(
     (secret,) = container["Secrets"]
     assert secret["SecretName"] == "demo_cookie.v1"
     assert secret["File"] == {
-        "Name": "erlang_cookie", "UID": "10001", "GID": "10001", "Mode": 0o400
+        "Name": "erlang_cookie",
+        "UID": "10001",
+        "GID": "10001",
+        "Mode": 0o400,
     }
     assert spec["UpdateConfig"]["FailureAction"] == "rollback"
 

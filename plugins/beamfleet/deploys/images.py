@@ -199,9 +199,7 @@ KEEP_ARCHIVES = 3  # per image repository: the newest ones (a run still using on
 
 def _prune(directory: Path, repo: str) -> None:
     """Drop all but the newest archives of ``repo``: each build leaves one behind."""
-    olds = sorted(
-        directory.glob(f"{repo}_*.tar.gz"), key=lambda p: p.stat().st_mtime, reverse=True
-    )
+    olds = sorted(directory.glob(f"{repo}_*.tar.gz"), key=lambda p: p.stat().st_mtime, reverse=True)
     for old in olds[KEEP_ARCHIVES:]:
         old.unlink(missing_ok=True)
 

@@ -110,9 +110,9 @@ def secret(
     yield StringCommand(
         "set -e; "
         f"c=$(head -c {GENERATED_BYTES} /dev/urandom | od -An -v -tx1 | tr -d ' \\n'); "
-        '[ ${#c} -eq 48 ]; '
-        "h=sha256:$(printf %s \"$c\" | sha256sum | cut -c1-16); "
-        f"printf %s \"$c\" | docker secret create {labels_args} "
+        "[ ${#c} -eq 48 ]; "
+        'h=sha256:$(printf %s "$c" | sha256sum | cut -c1-16); '
+        f'printf %s "$c" | docker secret create {labels_args} '
         f"--label {LABEL_CONTENT_HASH}=$h {shlex.quote(secret)} - > /dev/null; "
         "unset c"
     )
