@@ -187,3 +187,21 @@ def test_judge_counts_an_unreachable_node_as_missing_everyone() -> None:
     judged = judge(report, "demo")
     assert judged["missing"][NODES[1]] == [NODES[0], NODES[2]]
     assert "AuthenticationFailed" in render_mesh({**judged, "seconds": 3.0})
+
+
+def test_check_stops_at_once_when_the_service_is_missing(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    module = _mesh_check_module()
+
+    def no_service(*args: str, **kwargs: Any) -> str:
+        raise RuntimeError("docker service inspect: Error: no such service: demo")
+
+    monkeypatch.setattr(module, "sh", no_service)
+    cfg = {"app": "demo", "basename": "demo", "network": "n", "agent": "a", "timeout": 60}
+    monkeypatch.setattr("sys.argv", ["mesh_check", json.dumps(cfg), "probe"])
+    module.main()  # returns at once: no 60 s of polling
+    report = json.loads(capsys.readouterr().out)
+    assert not report["complete"]
+    assert report["problems"] == ["service demo does not exist: run deploys/cluster.py"]
+    assert report["seconds"] < 5

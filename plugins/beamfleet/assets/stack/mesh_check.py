@@ -106,7 +106,10 @@ def main() -> None:
                 "missing": {}, "complete": False, "errors": [str(exc)], "problems": [str(exc)],
             }  # fmt: skip
         report["seconds"] = round(time.monotonic() - start, 1)
-        if report["complete"] or time.monotonic() >= deadline:
+        absent = any("no such service" in e.lower() for e in report["errors"])
+        if absent:
+            report["problems"] = [f"service {cfg['app']} does not exist: run deploys/cluster.py"]
+        if report["complete"] or absent or time.monotonic() >= deadline:
             print(json.dumps(report))
             return
         time.sleep(1.0)
