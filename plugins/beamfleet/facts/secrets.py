@@ -14,10 +14,11 @@ from typing import Any
 from pyinfra.api.facts import FactBase
 from typing_extensions import override
 
+from beamfleet.facts.docker_cli import inspect_each, on_manager
+
 LABEL_CONTENT_HASH = "io.beamfleet.content-hash"
 
 # Only a manager can list secrets; elsewhere print an empty list rather than fail.
-_IF_MANAGER = "[ \"$(docker info --format '{{.Swarm.ControlAvailable}}' 2>/dev/null)\" = true ]"
 
 
 class SwarmSecrets(FactBase[dict[str, dict[str, Any]]]):
@@ -38,11 +39,7 @@ class SwarmSecrets(FactBase[dict[str, dict[str, Any]]]):
 
     @override
     def command(self) -> str:
-        return (
-            f"if {_IF_MANAGER}; then ids=$(docker secret ls -q); "
-            "if [ -n \"$ids\" ]; then docker secret inspect $ids; else echo '[]'; fi; "
-            "else echo '[]'; fi"
-        )
+        return on_manager(inspect_each("docker secret ls -q", "docker secret inspect"))
 
     @override
     @staticmethod

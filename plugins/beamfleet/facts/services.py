@@ -17,7 +17,7 @@ from typing import Any
 from pyinfra.api.facts import FactBase
 from typing_extensions import override
 
-_IF_MANAGER = "[ \"$(docker info --format '{{.Swarm.ControlAvailable}}' 2>/dev/null)\" = true ]"
+from beamfleet.facts.docker_cli import IF_MANAGER, inspect_each, on_manager
 
 
 class SwarmServices(FactBase[dict[str, dict[str, Any]]]):
@@ -39,11 +39,7 @@ class SwarmServices(FactBase[dict[str, dict[str, Any]]]):
 
     @override
     def command(self) -> str:
-        return (
-            f"if {_IF_MANAGER}; then ids=$(docker service ls -q); "
-            "if [ -n \"$ids\" ]; then docker service inspect $ids; else echo '[]'; fi; "
-            "else echo '[]'; fi"
-        )
+        return on_manager(inspect_each("docker service ls -q", "docker service inspect"))
 
     @override
     @staticmethod
@@ -113,11 +109,11 @@ class ServiceTasks(FactBase[list[Task]]):
     @override
     def command(self, service: str) -> str:
         svc = shlex.quote(service)
-        return (
-            f"if {_IF_MANAGER} && docker service inspect {svc} >/dev/null 2>&1; then "
-            f"ids=$(docker service ps -q --filter desired-state=running {svc}); "
-            "if [ -n \"$ids\" ]; then docker inspect $ids; else echo '[]'; fi; "
-            "else echo '[]'; fi"
+        return on_manager(
+            inspect_each(
+                f"docker service ps -q --filter desired-state=running {svc}", "docker inspect"
+            ),
+            condition=f"{IF_MANAGER} && docker service inspect {svc} >/dev/null 2>&1",
         )
 
     @override

@@ -20,13 +20,11 @@ from pyinfra.api.hiddenvalue import HiddenValue
 from pyinfra.api.host import Host
 from typing_extensions import override
 
+from beamfleet.facts.docker_cli import IF_MANAGER, inspect_each, on_manager
+
 # Engine states of `docker info` .Swarm.LocalNodeState
 SWARM_ACTIVE = "active"
 SWARM_INACTIVE = "inactive"
-
-# Only a manager can list nodes or read tokens; on anything else the facts print an
-# empty result instead of failing the run.
-_IF_MANAGER = "[ \"$(docker info --format '{{.Swarm.ControlAvailable}}' 2>/dev/null)\" = true ]"
 
 
 def hidden(value: str, mask: str = "*MASKED*") -> HiddenValue:
@@ -95,9 +93,7 @@ class SwarmNodes(FactBase[list[dict[str, Any]]]):
 
     @override
     def command(self) -> str:
-        return (
-            f"if {_IF_MANAGER}; then docker node inspect $(docker node ls -q); else echo '[]'; fi"
-        )
+        return on_manager(inspect_each("docker node ls -q", "docker node inspect"))
 
     @override
     @staticmethod
@@ -136,7 +132,7 @@ class SwarmJoinTokens(FactBase[JoinTokens | None]):
     @override
     def command(self) -> str:
         return (
-            f"if {_IF_MANAGER}; then docker swarm join-token -q worker "
+            f"if {IF_MANAGER}; then docker swarm join-token -q worker "
             "&& docker swarm join-token -q manager; fi"
         )
 
@@ -187,9 +183,8 @@ class SwarmNetworks(FactBase[dict[str, dict[str, Any]]]):
 
     @override
     def command(self) -> str:
-        return (
-            "ids=$(docker network ls -q --filter driver=overlay); "
-            "if [ -n \"$ids\" ]; then docker network inspect $ids; else echo '[]'; fi"
+        return inspect_each(
+            "docker network ls -q --filter driver=overlay", "docker network inspect"
         )
 
     @override
