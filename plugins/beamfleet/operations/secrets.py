@@ -27,6 +27,7 @@ from pyinfra.api.state import State
 from pyinfra.context import host
 
 from beamfleet.facts.secrets import LABEL_CONTENT_HASH, SwarmSecrets
+from beamfleet.operations.engine_api import run_with_secret_stdin
 
 # Docker's rule for secret names (letters, digits, `_`, `-`, `.`; 1-64 chars).
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -51,16 +52,8 @@ def _create_from_stdin(
     """Execution-time half of :func:`secret` with a value: feed it on stdin."""
     plain = value.unmask()
     args = [*_label_args({**labels, LABEL_CONTENT_HASH: content_hash(plain)}), secret, "-"]
-    ok, output = host.run_shell_command(
-        StringCommand("docker secret create", *[shlex.quote(a) for a in args], "> /dev/null"),
-        _stdin=plain,
-        print_output=False,
-        print_input=False,
-    )
-    if not ok:
-        for line in output.stderr_lines:
-            host.log_styled(line, fg="red")
-    return bool(ok)
+    command = StringCommand("docker secret create", *[shlex.quote(a) for a in args], "> /dev/null")
+    return run_with_secret_stdin(host, command, plain)
 
 
 @operation()

@@ -28,75 +28,9 @@ from pyinfra.api.operation import operation
 from pyinfra.context import host
 
 from beamfleet.facts.services import SwarmServices
+from beamfleet.operations.engine_api import engine_api_command
 
 LABEL_SPEC_HASH = "io.beamfleet.spec-hash"
-
-# Run by the manager's python3 with the desired spec on stdin. Static text, no secret.
-# Creates the service, or updates it at its current version, resolving secret names.
-APPLY_SERVICE = r"""
-import http.client, json, socket, sys, urllib.parse
-class C(http.client.HTTPConnection):
-    def connect(self):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(self.timeout)
-        self.sock.connect('/var/run/docker.sock')
-def call(method, path, body=None):
-    c = C('localhost', timeout=60)
-    c.request(method, path, None if body is None else json.dumps(body),
-              {'Content-Type': 'application/json'})
-    r = c.getresponse()
-    data = r.read().decode(errors='replace')
-    return r.status, (json.loads(data) if data.strip() else None)
-spec = json.load(sys.stdin)
-for ref in spec['TaskTemplate']['ContainerSpec'].get('Secrets') or []:
-    q = urllib.parse.quote(json.dumps({'name': [ref['SecretName']]}))
-    status, found = call('GET', '/secrets?filters=' + q)
-    match = [s for s in found or [] if s['Spec']['Name'] == ref['SecretName']]
-    if not match:
-        sys.exit('secret %s does not exist (create it first)' % ref['SecretName'])
-    ref['SecretID'] = match[0]['ID']
-status, current = call('GET', '/services/' + urllib.parse.quote(spec['Name']))
-if status == 404:
-    status, answer = call('POST', '/services/create', spec)
-else:
-    path = '/services/%s/update?version=%d' % (current['ID'], current['Version']['Index'])
-    status, answer = call('POST', path, spec)
-if status >= 300:
-    sys.exit('Docker Engine API: %s %s' % (status, (answer or {}).get('message', answer)))
-for warning in (answer or {}).get('Warnings') or []:
-    if 'could not be accessed on a registry' not in warning:
-        print(warning)
-"""
-
-
-# Run by the manager's python3 after an update: waits for the rolling update to end.
-# argv: SERVICE TIMEOUT. Exit 0 when it completed (or there was nothing to roll), 1 with
-# Docker's message when it was rolled back or paused, or at the timeout.
-WAIT_ROLLOUT = r"""
-import json, subprocess, sys, time
-from datetime import datetime, timezone
-name, timeout = sys.argv[1], float(sys.argv[2])
-start = datetime.now(timezone.utc)
-deadline = time.monotonic() + timeout
-def stamp(text):
-    text = text.rstrip('Z')
-    head, _, frac = text.partition('.')
-    return datetime.fromisoformat(head + '.' + (frac + '000000')[:6] + '+00:00')
-state, message = 'none', ''
-while time.monotonic() < deadline:
-    out = subprocess.run(['docker', 'service', 'inspect', name], capture_output=True, text=True)
-    status = (json.loads(out.stdout or '[{}]')[0].get('UpdateStatus') or {})
-    fresh = status.get('StartedAt') and stamp(status['StartedAt']) >= start.replace(microsecond=0)
-    state, message = status.get('State', 'none'), status.get('Message', '')
-    if fresh and state == 'completed':
-        sys.exit(0)
-    if fresh and state in ('paused', 'rollback_started', 'rollback_paused', 'rollback_completed'):
-        sys.exit('update of %s ended %s: %s' % (name, state, message))
-    if not fresh and time.monotonic() > deadline - timeout + 10:
-        sys.exit(0)  # no rolling update was started (e.g. only the replica count changed)
-    time.sleep(1)
-sys.exit('update of %s still %s after %d s: %s' % (name, state, timeout, message))
-"""
 
 
 def spec_hash(spec: Mapping[str, Any]) -> str:
@@ -175,12 +109,10 @@ def service(
     # The spec travels on stdin (a heredoc), not as an argument: it can be long, and the
     # command line stays readable in pyinfra's output.
     yield StringCommand(
-        "python3", "-c", shlex.quote(APPLY_SERVICE), f"<<'BEAMFLEET_SPEC'\n{body}\nBEAMFLEET_SPEC"
+        engine_api_command("apply-service"), f"<<'BEAMFLEET_SPEC'\n{body}\nBEAMFLEET_SPEC"
     )
     if wait_rollout is not None and current is not None:
-        yield StringCommand(
-            "python3", "-c", shlex.quote(WAIT_ROLLOUT), shlex.quote(name), f"{wait_rollout:g}"
-        )
+        yield engine_api_command("wait-rollout", name, f"{wait_rollout:g}")
 
 
 @operation()

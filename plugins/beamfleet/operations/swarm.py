@@ -37,29 +37,12 @@ from beamfleet.facts.swarm import (
     SwarmNodes,
     read_join_tokens,
 )
+from beamfleet.operations.engine_api import engine_api_command, run_with_secret_stdin
 
 SWARM_PORT = 2377
 DEFAULT_ADDR_POOL = "10.233.0.0/16"
 ROLES = ("worker", "manager")
 AVAILABILITIES = ("active", "pause", "drain")
-
-# A tiny HTTP client for the Engine API over its unix socket, run by the host's python3.
-# It is static text (no secret): the request body arrives on stdin.
-# argv: METHOD PATH. Exit 0 on a 2xx answer, else print Docker's message and exit 1.
-ENGINE_API_CLIENT = """
-import http.client, socket, sys
-class C(http.client.HTTPConnection):
-    def connect(self):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(self.timeout)
-        self.sock.connect('/var/run/docker.sock')
-c = C('localhost', timeout=120)
-c.request(sys.argv[1], sys.argv[2], sys.stdin.buffer.read(), {'Content-Type': 'application/json'})
-r = c.getresponse()
-body = r.read().decode(errors='replace')
-if r.status >= 300:
-    sys.exit('Docker Engine API %s %s: %s %s' % (sys.argv[1], sys.argv[2], r.status, body))
-"""
 
 
 class SwarmOperationError(OperationError):
@@ -179,19 +162,11 @@ def _engine_api_join(
     }
     if advertise_addr:
         request["AdvertiseAddr"] = advertise_addr
-    command = StringCommand("python3", "-c", shlex.quote(ENGINE_API_CLIENT), "POST", "/swarm/join")
-    ok, output = host.run_shell_command(
-        command,
-        _stdin=json.dumps(request),
-        print_output=False,
-        print_input=False,
+    # Docker's message names the problem (unreachable manager, bad address...), and never
+    # echoes the token back.
+    return run_with_secret_stdin(
+        host, engine_api_command("request", "POST", "/swarm/join"), json.dumps(request)
     )
-    if not ok:
-        # Docker's message names the problem (unreachable manager, bad address...), and
-        # never echoes the token back.
-        for line in output.stderr_lines:
-            host.log_styled(line, fg="red")
-    return bool(ok)
 
 
 @operation()

@@ -1,0 +1,45 @@
+"""Commands that run beamfleet's Engine API client (``assets/remote/engine_api.py``) on a host.
+
+The operations talk to the Docker Engine API through its unix socket, with request bodies
+on standard input, wherever a body may hold a secret (join tokens) or is long (service
+specs): the ``docker`` CLI would need those as arguments. One client, shipped as the text
+of ``python3 -c``, serves them all.
+"""
+
+from __future__ import annotations
+
+import shlex
+from functools import cache
+from importlib import resources
+
+from pyinfra.api.command import StringCommand
+from pyinfra.api.host import Host
+
+
+@cache
+def _script() -> str:
+    return resources.files("beamfleet").joinpath("assets/remote/engine_api.py").read_text()
+
+
+def engine_api_command(*argv: str) -> StringCommand:
+    """``python3 -c <client> ARGV...``; see the client's docstring for the verbs.
+
+    Example: ``engine_api_command("request", "POST", "/swarm/join")``.
+    """
+    return StringCommand("python3", "-c", shlex.quote(_script()), *map(shlex.quote, argv))
+
+
+def run_with_secret_stdin(host: Host, command: StringCommand, stdin: str) -> bool:
+    """Run ``command`` at execution time with ``stdin``, printing neither.
+
+    For bodies that hold a secret: nothing of the command's input or output reaches
+    pyinfra's output; on failure the command's stderr is shown (Docker's messages name the
+    problem and never echo a secret back).
+    """
+    ok, output = host.run_shell_command(
+        command, _stdin=stdin, print_output=False, print_input=False
+    )
+    if not ok:
+        for line in output.stderr_lines:
+            host.log_styled(line, fg="red")
+    return bool(ok)
