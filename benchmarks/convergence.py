@@ -33,9 +33,7 @@ import platform
 import random
 import signal
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,20 +41,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.support.agent import AgentProcess  # noqa: E402
+from tests.support.agent import node_events as events  # noqa: E402
+from tests.support.agent import start_beam as start_beam_in  # noqa: E402
 from tests.support.dnsmasq import Dnsmasq  # noqa: E402
-from tests.support.erlang import Epmd, ErlNode, random_cookie, runtime, start_node  # noqa: E402
+from tests.support.erlang import ErlNode, random_cookie  # noqa: E402
 from tests.support.netns import Host, Lab  # noqa: E402
 
 from beamfleet.dist import connect  # noqa: E402
 
 COOKIE = random_cookie()
 NAME = "app.bench"
-EVENTS_EVAL = (
-    'spawn(fun() -> ok = net_kernel:monitor_nodes(true), '
-    'F = fun Loop() -> receive {E, N} -> '
-    'file:write_file(filename:join(os:getenv("HOME"), "events.log"), '
-    'io_lib:format("~p ~s~n", [E, N]), [append]), Loop() end end, F() end).'
-)
 BEAM_FLAGS = ["+S", "1", "+A", "1", "+sbwt", "none", "+MMmcs", "30", "-kernel",
               "net_ticktime", "30"]
 DEFAULTS: list[str] = []
@@ -64,64 +59,13 @@ BASELINE = ["--interval", "5", "--jitter", "0", "--max-parallel", "1"]
 
 
 def start_beam(host: Host) -> ErlNode:
-    ep = Epmd.start(port=4369, netns=host.name)
-    try:
-        node = start_node(runtime("otp25"), alive="app", host=host.ip4, cookie=COOKIE,
-                          epmd=ep, netns=host.name, timeout=60,
-                          extra_args=[*BEAM_FLAGS, "-eval", EVENTS_EVAL])
-    except BaseException:
-        ep.stop()
-        raise
-    node.owned_epmd = ep
-    return node
+    return start_beam_in(host, COOKIE, beam_flags=BEAM_FLAGS, timeout=60)
 
 
 def kill_beam(node: ErlNode) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(node.proc.pid, signal.SIGKILL)
     node.stop()
-
-
-def events(node: ErlNode) -> list[str]:
-    path = node.home / "events.log"
-    return path.read_text().splitlines() if path.exists() else []
-
-
-class AgentProc:
-    def __init__(self, args: list[str], nameserver: str) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="beamfleet-bench-"))
-        cookie = self.dir / "cookie"
-        cookie.write_text(COOKIE)
-        cookie.chmod(0o400)
-        env = {**os.environ, "BEAMFLEET_COOKIE_FILE": str(cookie)}
-        argv = [str(ROOT / ".venv" / "bin" / "beamfleet"), "agent", "--source",
-                f"dns:{NAME}", "--basename", "app", "--nameserver", nameserver,
-                "--listen", "127.0.0.1:0", "--ownership", "all", *args]
-        # --listen port 0 is refused by validation; pick a fixed free port instead
-        argv[argv.index("127.0.0.1:0")] = "127.0.0.1:19235"
-        self.log = (self.dir / "agent.log").open("wb")
-        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT, env=env,
-                                     start_new_session=True)
-
-    def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def rss_mb(self) -> float:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
-        self.log.close()
 
 
 async def wait_peers(node: ErlNode, want: set[str] | None, timeout: float) -> float:
@@ -175,7 +119,8 @@ def run_phase(label: str, args: list[str], dns: Dnsmasq, hosts: list[Host],
     interval = float(args[args.index("--interval") + 1]) if "--interval" in args else 1.0
     members = nodes[:n]
     set_dns(dns, members)
-    agent = AgentProc(args, dns.listen)
+    agent = AgentProcess("--source", f"dns:{NAME}", "--basename", "app", "--nameserver",
+                         dns.listen, "--ownership", "all", *args, cookie=COOKIE)
     try:
         full_mesh(members, 120)
         for i in range(n_events):

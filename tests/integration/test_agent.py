@@ -11,16 +11,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import json
-import os
 import re
 import signal
-import subprocess
-import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
@@ -29,22 +23,15 @@ from beamfleet.discovery.peers import Naming
 from beamfleet.discovery.sources import DnsSource, EpmdSource, SrvSource, StubResolver
 from beamfleet.dist import connect
 from beamfleet.emulators.rancher import RancherMetadataEmulator, rancher_container
+from tests.support.agent import AgentProcess
+from tests.support.agent import node_events as events
+from tests.support.agent import start_beam as start_beam_in
 from tests.support.dnsmasq import Dnsmasq
-from tests.support.erlang import Epmd, ErlNode, free_port, random_cookie, runtime, start_node
+from tests.support.erlang import Epmd, ErlNode, random_cookie, runtime, start_node
 from tests.support.netns import Host, Lab
 
-ROOT = Path(__file__).resolve().parents[2]
-BEAMFLEET = str(ROOT / ".venv" / "bin" / "beamfleet")
 COOKIE = random_cookie()
 
-# every nodeup/nodedown the node sees, appended to $HOME/events.log (read after the fact,
-# so even a 1 ms peer loss is caught)
-EVENTS_EVAL = (
-    'spawn(fun() -> ok = net_kernel:monitor_nodes(true), '
-    'F = fun Loop() -> receive {E, N} -> '
-    'file:write_file(filename:join(os:getenv("HOME"), "events.log"), '
-    'io_lib:format("~p ~s~n", [E, N]), [append]), Loop() end end, F() end).'
-)
 BEAM_FLAGS = ["+S", "1", "+A", "1", "+sbwt", "none", "-kernel", "net_ticktime", "20"]
 NODE_RE = re.compile(r"'?([A-Za-z0-9_.-]+@[0-9a-fA-F.:]+)'?")
 
@@ -61,25 +48,11 @@ def wait_for(cond: Callable[[], object], timeout: float, what: str, step: float 
 
 
 def start_beam(host: Host, cookie: str = COOKIE) -> ErlNode:
-    ep = Epmd.start(port=4369, netns=host.name)
-    try:
-        node = start_node(runtime("otp25"), alive="app", host=host.ip4, cookie=cookie,
-                          epmd=ep, netns=host.name,
-                          extra_args=[*BEAM_FLAGS, "-eval", EVENTS_EVAL])
-    except BaseException:
-        ep.stop()
-        raise
-    node.owned_epmd = ep
-    return node
+    return start_beam_in(host, cookie, beam_flags=BEAM_FLAGS)
 
 
 def peers_of(node: ErlNode) -> set[str]:
     return set(NODE_RE.findall(node.erl_call("erlang", "nodes", "[]")))
-
-
-def events(node: ErlNode) -> list[str]:
-    path = node.home / "events.log"
-    return path.read_text().splitlines() if path.exists() else []
 
 
 def mesh(nodes: list[ErlNode]) -> dict[str, set[str]]:
@@ -90,56 +63,6 @@ def mesh(nodes: list[ErlNode]) -> dict[str, set[str]]:
 def exact_mesh(nodes: list[ErlNode]) -> bool:
     names = {n.name for n in nodes}
     return all(seen == names - {me} for me, seen in mesh(nodes).items())
-
-
-class AgentProc:
-    """The real `beamfleet agent` CLI in the root namespace."""
-
-    def __init__(self, *args: str, cookie: str = COOKIE, netns: str | None = None,
-                 port: int | None = None) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="beamfleet-agent-"))
-        self.cookie_file = self.dir / "cookie"
-        self.cookie_file.write_text(cookie + "\n")
-        self.cookie_file.chmod(0o400)
-        self.port = port or free_port()
-        self.log = self.dir / "agent.log"
-        self.netns = netns
-        env = {**os.environ, "BEAMFLEET_COOKIE_FILE": str(self.cookie_file)}
-        prefix = ["ip", "netns", "exec", netns] if netns else []
-        listen = "0.0.0.0" if netns else "127.0.0.1"
-        self.argv = [*prefix, BEAMFLEET, "agent", "--listen", f"{listen}:{self.port}", *args]
-        with self.log.open("wb") as out:
-            self.proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT,
-                                         env=env, start_new_session=True)
-
-    def lines(self) -> list[dict[str, object]]:
-        out = []
-        for line in self.log.read_text(errors="replace").splitlines():
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                out.append({"raw": line})
-        return out
-
-    def get(self, path: str, host: str = "127.0.0.1") -> tuple[int, str]:
-        url = f"http://{host}:{self.port}{path}"
-        try:
-            with urllib.request.urlopen(url, timeout=3) as resp:
-                return resp.status, resp.read().decode()
-        except urllib.error.HTTPError as exc:
-            return exc.code, exc.read().decode()
-        except OSError:
-            return 0, ""
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
-        return self.proc.returncode
 
 
 @pytest.fixture(scope="module")
@@ -184,11 +107,12 @@ def beams(hosts: list[Host]) -> Iterator[Callable[..., list[ErlNode]]]:
 
 
 @pytest.fixture
-def agents() -> Iterator[Callable[..., AgentProc]]:
-    started: list[AgentProc] = []
+def agents() -> Iterator[Callable[..., AgentProcess]]:
+    started: list[AgentProcess] = []
 
-    def factory(*args: str, **kw: object) -> AgentProc:
-        a = AgentProc(*args, **kw)  # type: ignore[arg-type]
+    def factory(*args: str, **kw: object) -> AgentProcess:
+        kw.setdefault("cookie", COOKIE)
+        a = AgentProcess(*args, **kw)  # type: ignore[arg-type]
         started.append(a)
         return a
 
@@ -380,7 +304,7 @@ def test_rendezvous_agents_split_nodes_and_take_over(lab, dns, hosts, beams, age
     a2 = agents(*args, netns=agent_hosts[1].name, port=port)
     wait_for(lambda: exact_mesh(nodes[:4]), 30, "4-node mesh by two agents")
 
-    def owned(a: AgentProc, h: Host) -> set[str]:
+    def owned(a: AgentProcess, h: Host) -> set[str]:
         code, body = a.get("/status", host=h.ip4)
         return set(json.loads(body)["owned"]) if code == 200 else set()
     def split() -> tuple[set[str], set[str]] | None:
@@ -435,7 +359,7 @@ def test_local_epmd_agents_each_drive_their_own_node(dns, hosts, beams, agents) 
              for h in hosts[:3]]
     wait_for(lambda: exact_mesh(nodes), 30, "3-node mesh by three local agents")
 
-    def owned(a: AgentProc, h: Host) -> set[str]:
+    def owned(a: AgentProcess, h: Host) -> set[str]:
         code, body = a.get("/status", host=h.ip4)
         return set(json.loads(body)["owned"]) if code == 200 else set()
     for a, h, n in zip(procs, hosts[:3], nodes, strict=True):
