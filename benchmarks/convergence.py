@@ -48,7 +48,7 @@ from tests.support.dnsmasq import Dnsmasq  # noqa: E402
 from tests.support.erlang import ErlNode, random_cookie  # noqa: E402
 from tests.support.netns import Host, Lab  # noqa: E402
 
-from beamfleet.dist import connect  # noqa: E402
+from beamfleet.runtime.erlang_dist import connect  # noqa: E402
 
 COOKIE = random_cookie()
 NAME = "app.bench"

@@ -35,8 +35,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "plugins"))
 
-from beamfleet.deploys import images  # noqa: E402
-from beamfleet.lab import Lab  # noqa: E402
+from beamfleet.controller.deploys import images  # noqa: E402
+from beamfleet_lab import Lab  # noqa: E402
 
 PYINFRA = str(ROOT / ".venv" / "bin" / "pyinfra")
 

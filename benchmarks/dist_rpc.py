@@ -1,4 +1,5 @@
-"""beamfleet.dist on loopback: handshake latency, RPC throughput, erl_call comparison, RSS.
+"""The Erlang distribution client on loopback: handshake latency, RPC throughput, erl_call
+comparison, RSS.
 
     .venv/bin/python benchmarks/dist_rpc.py [--runtime otp25|otp28]
 
@@ -30,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.support.erlang import Epmd, ErlNode, runtime, start_node  # noqa: E402
 
-from beamfleet.dist import Atom, connect  # noqa: E402
+from beamfleet.runtime.erlang_dist import Atom, connect  # noqa: E402
 
 CONNECTS = 200
 SEQ_CALLS = 3000

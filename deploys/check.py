@@ -6,7 +6,7 @@ naming which node misses which peer, when the mesh is not complete within
     pyinfra -y inventories/lab.py deploys/check.py
 
 Changes nothing. The looking is done on the acting manager, from inside an agent
-container (the controller cannot reach the overlay network): see beamfleet.facts.beam.
+container (the controller cannot reach the overlay network): see beamfleet.controller.facts.beam.
 """
 
 import sys
@@ -14,10 +14,10 @@ import sys
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.context import host
 
-from beamfleet.deploys.agent import agent_name
-from beamfleet.deploys.cluster import acting_manager, cluster_settings
-from beamfleet.deploys.cookie import COOKIE_TARGET
-from beamfleet.facts.beam import MeshReport, render_mesh
+from beamfleet.controller.deploys.agent import agent_name
+from beamfleet.controller.deploys.cluster import acting_manager, cluster_settings
+from beamfleet.controller.deploys.cookie import COOKIE_TARGET
+from beamfleet.controller.facts.beam import MeshReport, render_mesh
 
 
 class MeshIncompleteError(PyinfraError):

@@ -9,6 +9,6 @@ service and the discovery agent. Data keys and defaults: docs/cluster.md. Runnin
 on an unchanged inventory changes nothing and restarts nothing.
 """
 
-from beamfleet.deploys.cluster import cluster
+from beamfleet.controller.deploys.cluster import cluster
 
 cluster()

@@ -9,6 +9,6 @@ the current ones. Afterwards delete the host from the inventory (in the lab:
 
 from pyinfra import host
 
-from beamfleet.deploys.swarm import remove_hosts
+from beamfleet.controller.deploys.swarm import remove_hosts
 
 remove_hosts(str(host.data.get("remove") or ""))

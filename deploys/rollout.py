@@ -8,6 +8,6 @@ started first; if new tasks fail, the swarm rolls back and this run fails. Then 
 ``app_image`` in the inventory to the same image. See docs/cluster.md.
 """
 
-from beamfleet.deploys.cluster import rollout
+from beamfleet.controller.deploys.cluster import rollout
 
 rollout()

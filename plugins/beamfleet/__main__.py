@@ -1,5 +1,5 @@
 """Allow ``python -m beamfleet``."""
 
-from beamfleet.cli import main
+from beamfleet.runtime.cli import main
 
 main()

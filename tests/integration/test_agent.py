@@ -18,11 +18,11 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from beamfleet.discovery.errors import SourceError
-from beamfleet.discovery.peers import Naming
-from beamfleet.discovery.sources import DnsSource, EpmdSource, SrvSource, StubResolver
-from beamfleet.dist import connect
-from beamfleet.emulators.rancher import RancherMetadataEmulator, rancher_container
+from beamfleet.runtime.discovery.errors import SourceError
+from beamfleet.runtime.discovery.peers import Naming
+from beamfleet.runtime.discovery.sources import DnsSource, EpmdSource, SrvSource, StubResolver
+from beamfleet.runtime.erlang_dist import connect
+from beamfleet_lab.emulators.rancher import RancherMetadataEmulator, rancher_container
 from tests.support.agent import AgentProcess
 from tests.support.agent import node_events as events
 from tests.support.agent import start_beam as start_beam_in

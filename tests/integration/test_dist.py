@@ -1,4 +1,4 @@
-"""beamfleet.dist against real erl nodes; every test runs on OTP 25 and OTP 28."""
+"""beamfleet.runtime.erlang_dist against real erl nodes; every test runs on OTP 25 and OTP 28."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from beamfleet.dist import (
+from beamfleet.runtime.erlang_dist import (
     Atom,
     AuthenticationFailed,
     ConnectionLost,
@@ -26,8 +26,8 @@ from beamfleet.dist import (
     connect,
     epmd,
 )
-from beamfleet.dist import connection as dist_connection
-from beamfleet.dist.etf import ImproperList, decode, encode
+from beamfleet.runtime.erlang_dist import connection as dist_connection
+from beamfleet.runtime.erlang_dist.etf import ImproperList, decode, encode
 from tests.support.erlang import Epmd, ErlNode, free_port
 
 NodeFactory = Callable[..., ErlNode]

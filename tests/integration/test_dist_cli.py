@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from beamfleet.cli.node import (
+from beamfleet.runtime.cli.node import (
     EXIT_AUTH,
     EXIT_FALSE,
     EXIT_OK,

@@ -7,7 +7,7 @@ import socket
 import urllib.error
 import urllib.request
 
-from beamfleet.emulators import (
+from beamfleet_lab.emulators import (
     AwsImdsEmulator,
     AzureImdsEmulator,
     DigitalOceanMetadataEmulator,

@@ -8,7 +8,7 @@ import urllib.request
 
 import pytest
 
-from beamfleet.emulators import RancherMetadataEmulator, rancher_container
+from beamfleet_lab.emulators import RancherMetadataEmulator, rancher_container
 
 
 def get(url: str, *, as_json: bool = False) -> tuple[int, str]:

@@ -9,7 +9,7 @@ import subprocess
 
 from pyinfra.api.command import StringCommand
 
-from beamfleet.operations.engine_api import engine_api_command
+from beamfleet.controller.operations.engine_api import engine_api_command
 
 
 def _run(command: StringCommand, stdin: str = "") -> subprocess.CompletedProcess[str]:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from beamfleet.emulators import (
+from beamfleet_lab.emulators import (
     AwsImdsEmulator,
     AzureImdsEmulator,
     DigitalOceanMetadataEmulator,

@@ -36,7 +36,7 @@ from typing import Any
 
 import pytest
 
-from beamfleet.lab import Lab, LabHost
+from beamfleet_lab import Lab, LabHost
 
 ROOT = Path(__file__).resolve().parents[2]
 PYINFRA = str(ROOT / ".venv" / "bin" / "pyinfra")

@@ -103,11 +103,11 @@ def test_cold_cluster_then_check(lab: LabHandle) -> None:
     pin_images(lab)
     rows = check(lab, 3)
     # Independently of the check's probe: :global works across the nodes. A value put
-    # through one node is read back through another (beamfleet.dist RPCs).
+    # through one node is read back through another (beamfleet.runtime.erlang_dist RPCs).
     first, last = sorted(rows)[0], sorted(rows)[-1]
     script = f"""
 import asyncio
-from beamfleet.dist import connect, read_cookie_file
+from beamfleet.runtime.erlang_dist import connect, read_cookie_file
 cookie = read_cookie_file('/run/secrets/erlang_cookie')
 async def main():
     async with connect('demo@{first}', cookie) as a:

@@ -133,8 +133,8 @@ def epmd_names(port: int = 4369, *, host: str = "127.0.0.1", netns: str | None =
                epmd_bin: str = "epmd") -> dict[str, int] | None:
     """Names registered at an EPMD (NAMES request), or None when it does not answer.
 
-    Written independently of ``beamfleet.dist.epmd`` so fixtures do not trust the code
-    under test. Inside a namespace it asks ``epmd -names`` through ``ip netns exec``.
+    Written independently of ``beamfleet.runtime.erlang_dist.epmd`` so fixtures do not trust
+    the code under test. Inside a namespace it asks ``epmd -names`` through ``ip netns exec``.
     """
     if netns:
         out = subprocess.run(

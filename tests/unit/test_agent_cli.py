@@ -9,7 +9,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from beamfleet.cli import main
+from beamfleet.runtime.cli import main
 
 
 def test_agent_reports_every_config_problem_without_traceback() -> None:

@@ -3,7 +3,7 @@
 from click.testing import CliRunner
 
 from beamfleet import __version__
-from beamfleet.cli import SUBCOMMANDS, main
+from beamfleet.runtime.cli import SUBCOMMANDS, main
 
 
 def test_version() -> None:

@@ -10,14 +10,14 @@ from typing import Any
 
 import pytest
 
-from beamfleet.deploys.agent import AgentSettings, agent_args, agent_spec
-from beamfleet.deploys.app import AppSettings, app_spec
-from beamfleet.deploys.cookie import CookieFileError, plan_cookie, read_cookie_value
-from beamfleet.deploys.images import context_hash
-from beamfleet.facts.beam import render_mesh
-from beamfleet.facts.secrets import parse_secrets
-from beamfleet.operations.secrets import content_hash
-from beamfleet.operations.services import LABEL_SPEC_HASH, spec_hash, with_spec_hash
+from beamfleet.controller.deploys.agent import AgentSettings, agent_args, agent_spec
+from beamfleet.controller.deploys.app import AppSettings, app_spec
+from beamfleet.controller.deploys.cookie import CookieFileError, plan_cookie, read_cookie_value
+from beamfleet.controller.deploys.images import context_hash
+from beamfleet.controller.facts.beam import render_mesh
+from beamfleet.controller.facts.secrets import parse_secrets
+from beamfleet.controller.operations.secrets import content_hash
+from beamfleet.controller.operations.services import LABEL_SPEC_HASH, spec_hash, with_spec_hash
 
 
 def _secret(name: str, app: str = "demo", value: str = "x" * 20) -> dict[str, Any]:

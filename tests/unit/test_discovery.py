@@ -9,14 +9,14 @@ from typing import Any
 import dns.name
 import pytest
 
-from beamfleet.discovery.agent import Agent
-from beamfleet.discovery.config import load_config
-from beamfleet.discovery.departure import leave_exprs
-from beamfleet.discovery.errors import ConfigError, SourceError
-from beamfleet.discovery.metrics import Metrics
-from beamfleet.discovery.ownership import AllOwnership, rendezvous_owner
-from beamfleet.discovery.peers import Naming, Peer
-from beamfleet.discovery.reconcile import (
+from beamfleet.runtime.discovery.agent import Agent
+from beamfleet.runtime.discovery.config import load_config
+from beamfleet.runtime.discovery.departure import leave_exprs
+from beamfleet.runtime.discovery.errors import ConfigError, SourceError
+from beamfleet.runtime.discovery.metrics import Metrics
+from beamfleet.runtime.discovery.ownership import AllOwnership, rendezvous_owner
+from beamfleet.runtime.discovery.peers import Naming, Peer
+from beamfleet.runtime.discovery.reconcile import (
     AbsenceTracker,
     Inflight,
     ReconcileSettings,
@@ -24,11 +24,11 @@ from beamfleet.discovery.reconcile import (
     plan,
     reconcile_node,
 )
-from beamfleet.discovery.sources.file import parse_lines
-from beamfleet.discovery.sources.rancher import container_addresses
-from beamfleet.discovery.sources.resolver import StubResolver, parse_nameserver
-from beamfleet.discovery.sources.static import StaticSource
-from beamfleet.dist import Atom, AuthenticationFailed, NodeNotRegistered
+from beamfleet.runtime.discovery.sources.file import parse_lines
+from beamfleet.runtime.discovery.sources.rancher import container_addresses
+from beamfleet.runtime.discovery.sources.resolver import StubResolver, parse_nameserver
+from beamfleet.runtime.discovery.sources.static import StaticSource
+from beamfleet.runtime.erlang_dist import Atom, AuthenticationFailed, NodeNotRegistered
 
 A, B, C, D = (f"app@10.0.0.{i}" for i in range(1, 5))
 

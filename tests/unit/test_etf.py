@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from beamfleet.dist import etf
-from beamfleet.dist.etf import (
+from beamfleet.runtime.erlang_dist import etf
+from beamfleet.runtime.erlang_dist.etf import (
     Atom,
     BitBinary,
     Export,

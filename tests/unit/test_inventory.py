@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from beamfleet.deploys.swarm import RemovalRefusedError, check_quorum
-from beamfleet.facts.swarm import parse_join_tokens, pick_private_address
-from beamfleet.inventory import (
+from beamfleet.controller.deploys.swarm import RemovalRefusedError, check_quorum
+from beamfleet.controller.facts.swarm import parse_join_tokens, pick_private_address
+from beamfleet.controller.inventory import (
     KNOWN_KEYS,
     HostSpec,
     InventoryValidationError,
@@ -17,7 +17,7 @@ from beamfleet.inventory import (
     find_problems,
     register_keys,
 )
-from beamfleet.lab.inventory_file import render_inventory
+from beamfleet_lab.inventory_file import render_inventory
 
 CONNECTOR_KEYS = {"ssh_hostname", "ssh_user", "ssh_key", "ssh_port"}
 

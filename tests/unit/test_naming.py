@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from beamfleet.naming import (
+from beamfleet.runtime.naming import (
     Address,
     AmbiguousAddressError,
     InvalidInputError,
@@ -17,15 +17,15 @@ from beamfleet.naming import (
     node_name_from_addresses,
     select_address,
 )
-from beamfleet.naming.addresses import (
+from beamfleet.runtime.naming.addresses import (
     candidates,
     parse_if_inet6,
     parse_ip_json,
     parse_proc_ipv4,
 )
-from beamfleet.naming.nodename import shell_quote
-from beamfleet.naming.providers import check_source
-from beamfleet.naming.select import parse_cidr
+from beamfleet.runtime.naming.nodename import shell_quote
+from beamfleet.runtime.naming.providers import check_source
+from beamfleet.runtime.naming.select import parse_cidr
 
 A = Address.parse
 

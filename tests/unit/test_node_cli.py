@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from beamfleet.cli import main
-from beamfleet.cli import node as node_cli
-from beamfleet.cli.node import EXIT_USAGE
-from beamfleet.dist import (
+from beamfleet.runtime.cli import main
+from beamfleet.runtime.cli import node as node_cli
+from beamfleet.runtime.cli.node import EXIT_USAGE
+from beamfleet.runtime.erlang_dist import (
     AuthenticationFailed,
     ConnectionLost,
     CookieFileError,

@@ -1,6 +1,6 @@
 """Docker Engine API client that beamfleet's operations run on a host with its own python3.
 
-Shipped as the text of ``python3 -c`` (see ``beamfleet.operations.engine_api``): it is
+Shipped as the text of ``python3 -c`` (see ``beamfleet.controller.operations.engine_api``): it is
 static and holds no secret; every request body arrives on standard input, so join tokens
 and service specs never appear in a process argument list. Standard library only and no
 syntax newer than Python 3.7, so it runs on any host's python3.

@@ -2,7 +2,7 @@
 
 argv: DNS_NAME BASENAME COOKIE_FILE. Resolves DNS_NAME (``tasks.<app>``) with the
 container's resolver, connects to ``BASENAME@<ip>`` for each answer as a hidden node
-(beamfleet.dist, the cookie read from the secret file) and asks for its ``nodes()``.
+(beamfleet.runtime.erlang_dist, the cookie read from the secret file) and asks for its ``nodes()``.
 Prints one JSON object: ``{"dns": [ips], "nodes": {node: {"ok", "peers", "error"}}}``.
 """
 
@@ -14,7 +14,7 @@ import socket
 import sys
 from typing import Any
 
-from beamfleet.dist import DistError, connect, read_cookie_file
+from beamfleet.runtime.erlang_dist import DistError, connect, read_cookie_file
 
 
 def resolve(name: str) -> list[str]:

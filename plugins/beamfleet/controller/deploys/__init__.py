@@ -1,0 +1,1 @@
+"""beamfleet.controller.deploys."""

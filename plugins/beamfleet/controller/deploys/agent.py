@@ -1,0 +1,116 @@
+"""The discovery agent as a global swarm service next to an application.
+
+One agent task per swarm node (``Mode: Global``), on the application's overlay, with the
+same cookie secret. The agents find the application's nodes with DNS
+(``tasks.<app>``), find each other with ``tasks.<app>-agent``, and split the nodes
+between them by rendezvous hashing (``--ownership rendezvous``): each node is driven by
+exactly one live agent, and a host joining or leaving just moves a share of them.
+
+Its ``/healthz`` (healthy when the last poll is recent and every owned node is reachable)
+is the service's healthcheck.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pyinfra.api.deploy import deploy
+
+from beamfleet.controller.deploys.app import LABEL_STACK, SECOND, AppSettings
+from beamfleet.controller.deploys.cookie import COOKIE_TARGET
+from beamfleet.controller.operations import services
+
+AGENT_UID = 10002  # the `beamfleet` user of the agent image (assets/agent/Dockerfile)
+
+_HEALTHZ = (
+    "import sys, urllib.request; "
+    "sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:{port}/healthz', timeout=2)"
+    ".status == 200 else 1)"
+)
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    """How the agent runs (inventory data keys ``agent_*``)."""
+
+    image: str = ""
+    interval: float = 1.0
+    port: int = 9568
+    cpus: float = 0.25
+    memory_mb: int = 96
+
+
+def agent_name(app: AppSettings) -> str:
+    return f"{app.name}-agent"
+
+
+def agent_args(app: AppSettings, agent: AgentSettings) -> list[str]:
+    """The ``beamfleet agent`` command line (no secret: the cookie is a file)."""
+    return [
+        "agent",
+        "--source", f"dns:tasks.{app.name}",
+        "--basename", app.basename,
+        "--ownership", "rendezvous",
+        "--agents-dns", f"tasks.{agent_name(app)}",
+        "--interval", f"{agent.interval:g}",
+        "--cookie-file", f"/run/secrets/{COOKIE_TARGET}",
+        "--listen", f"0.0.0.0:{agent.port}",
+    ]  # fmt: skip
+
+
+def agent_spec(app: AppSettings, agent: AgentSettings, cookie_secret: str) -> dict[str, object]:
+    """The Engine API ``ServiceSpec`` of the agent (pure: unit-tested)."""
+    uid = str(AGENT_UID)
+    return {
+        "Name": agent_name(app),
+        "Labels": {LABEL_STACK: app.name, "io.beamfleet.role": "agent"},
+        "TaskTemplate": {
+            "ContainerSpec": {
+                "Image": agent.image,
+                "Args": agent_args(app, agent),
+                "Init": True,
+                "StopGracePeriod": 5 * SECOND,
+                "Secrets": [
+                    {
+                        "SecretName": cookie_secret,
+                        "File": {"Name": COOKIE_TARGET, "UID": uid, "GID": uid, "Mode": 0o400},
+                    }
+                ],
+                "Healthcheck": {
+                    "Test": ["CMD", "python3", "-c", _HEALTHZ.format(port=agent.port)],
+                    # /healthz also fails while an owned node is unreachable (e.g. the
+                    # app still starting): be patient, or swarm restarts the agent for it.
+                    "Interval": 5 * SECOND,
+                    "Timeout": 3 * SECOND,
+                    "Retries": 6,
+                    "StartPeriod": 60 * SECOND,
+                },
+            },
+            "Resources": {
+                "Limits": {
+                    "NanoCPUs": int(agent.cpus * SECOND),
+                    "MemoryBytes": agent.memory_mb * 1024 * 1024,
+                },
+            },
+            "RestartPolicy": {"Condition": "any", "Delay": 2 * SECOND, "MaxAttempts": 0},
+            "Networks": [{"Target": app.network}],
+        },
+        "Mode": {"Global": {}},
+        "UpdateConfig": {
+            "Parallelism": 1,
+            "Delay": 1 * SECOND,
+            "FailureAction": "rollback",
+            "Monitor": 10 * SECOND,
+            "Order": "stop-first",
+        },
+        "EndpointSpec": {"Mode": "dnsrr"},
+    }
+
+
+@deploy("Discovery agent")
+def agent_service(app: AppSettings, agent: AgentSettings, cookie_secret: str) -> None:
+    """The agent's global service (run on the acting manager, after the app's network)."""
+    services.service(
+        name=f"Service {agent_name(app)} (global, rendezvous over tasks.{app.name})",
+        spec=agent_spec(app, agent, cookie_secret),
+    )

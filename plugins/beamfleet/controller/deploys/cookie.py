@@ -1,0 +1,137 @@
+"""The Erlang cookie of a cluster: one Docker secret, made once, rotated only when asked.
+
+The secret is named ``<app>_cookie.v<N>`` and labelled ``io.beamfleet.cookie=<app>`` plus
+the content hash (see :mod:`beamfleet.controller.operations.secrets`). The *current* cookie is the
+highest version. A run creates ``v1`` when there is none; otherwise it keeps the current
+one, unless
+
+* ``rotate_cookie`` is true: a new version is generated, and the services that mount the
+  cookie (the application and its agent) roll to it, because their specs name it; or
+* ``cookie_file`` names a file on the controller whose content hash differs from the
+  current version's label: that value becomes the new version (same rolling).
+
+Older versions that no service uses any more are removed on the next run.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pyinfra.api.deploy import deploy
+from pyinfra.api.exceptions import PyinfraError
+from pyinfra.api.hiddenvalue import HiddenValue
+from pyinfra.context import host
+
+from beamfleet.controller.facts.secrets import LABEL_CONTENT_HASH, SwarmSecrets
+from beamfleet.controller.facts.services import SwarmServices
+from beamfleet.controller.operations import secrets
+
+LABEL_COOKIE = "io.beamfleet.cookie"
+# The file name the cookie has inside containers: /run/secrets/erlang_cookie
+COOKIE_TARGET = "erlang_cookie"
+
+
+class CookieFileError(PyinfraError):
+    """``cookie_file`` cannot be used; the message says why (never the content)."""
+
+
+@dataclass(frozen=True)
+class CookiePlan:
+    """The cookie secret the services must use, and whether this run creates it."""
+
+    secret: str
+    create: bool
+    # versions to remove: managed by us, not current, used by no service
+    stale: tuple[str, ...] = ()
+
+
+def _version(name: str, app: str) -> int | None:
+    match = re.fullmatch(re.escape(app) + r"_cookie\.v(\d+)", name)
+    return int(match.group(1)) if match else None
+
+
+def plan_cookie(
+    app: str,
+    existing: dict[str, dict[str, Any]],
+    services_using: set[str],
+    *,
+    rotate: bool = False,
+    value_hash: str | None = None,
+) -> CookiePlan:
+    """Decide the cookie secret's name from the swarm's secrets (pure, unit-tested)."""
+    versions = {
+        v: name
+        for name, meta in existing.items()
+        if (v := _version(name, app)) is not None and meta["Labels"].get(LABEL_COOKIE) == app
+    }
+    if not versions:
+        return CookiePlan(f"{app}_cookie.v1", create=True)
+    latest = max(versions)
+    current = versions[latest]
+    changed = value_hash is not None and (
+        existing[current]["Labels"].get(LABEL_CONTENT_HASH) != value_hash
+    )
+    secret, create = current, False
+    if rotate or changed:
+        secret, create = f"{app}_cookie.v{latest + 1}", True
+    stale = tuple(sorted(n for n in versions.values() if n != secret and n not in services_using))
+    return CookiePlan(secret, create, stale)
+
+
+def read_cookie_value(path: str) -> HiddenValue:
+    """The cookie in ``path`` on the controller, wrapped so pyinfra never prints it."""
+    file = Path(path).expanduser()
+    try:
+        mode = file.stat().st_mode
+        value = file.read_text().strip()
+    except OSError as exc:
+        raise CookieFileError(f"cookie_file {path}: cannot read it ({exc.strerror})") from exc
+    if mode & 0o077:
+        raise CookieFileError(
+            f"cookie_file {path} is readable by other users: chmod 600 it (a cookie is a secret)"
+        )
+    if not value or not re.fullmatch(r"[\x21-\x7e]{16,255}", value):
+        raise CookieFileError(
+            f"cookie_file {path}: the cookie must be 16-255 printable ASCII characters without "
+            "spaces"
+        )
+    return HiddenValue(value, masked_value="*COOKIE*")  # type: ignore[no-untyped-call]
+
+
+def _secrets_in_use() -> set[str]:
+    used: set[str] = set()
+    for svc in host.get_fact(SwarmServices).values():
+        template = (svc.get("Spec") or {}).get("TaskTemplate") or {}
+        for ref in (template.get("ContainerSpec") or {}).get("Secrets") or []:
+            used.add(str(ref.get("SecretName")))
+    return used
+
+
+def cookie_secret(app: str, rotate: bool = False, cookie_file: str | None = None) -> str:
+    """Ensure the cookie secret of ``app`` (on the acting manager); return its name."""
+    value = read_cookie_value(cookie_file) if cookie_file else None
+    value_hash = secrets.content_hash(value.unmask()) if value is not None else None
+    plan = plan_cookie(
+        app,
+        host.get_fact(SwarmSecrets),
+        _secrets_in_use(),
+        rotate=rotate,
+        value_hash=value_hash,
+    )
+    _cookie_operations(app=app, plan=plan, value=value)
+    return plan.secret
+
+
+@deploy("Erlang cookie")
+def _cookie_operations(app: str, plan: CookiePlan, value: HiddenValue | None) -> None:
+    for old in plan.stale:
+        secrets.absent(name=f"Remove unused cookie {old}", secret=old)
+    secrets.secret(
+        name=f"Cookie secret {plan.secret}" + ("" if plan.create else " (current)"),
+        secret=plan.secret,
+        value=value,
+        labels={LABEL_COOKIE: app},
+    )

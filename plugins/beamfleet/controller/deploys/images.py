@@ -1,0 +1,229 @@
+"""The images a cluster runs: built once on the controller, then put on every host.
+
+Two images by default, both built from Dockerfiles with the controller's Docker engine:
+
+* the application, from a directory with a Dockerfile (default: ``examples/demo``); the
+  naming shim ``beamfleet-nodename`` is added to its build context, so a Dockerfile can
+  ``COPY beamfleet-nodename /usr/local/bin/``;
+* the agent, from ``beamfleet/assets/agent`` plus the runtime package (``beamfleet.runtime``).
+
+Each is tagged ``<repo>:<hash of its build context>``, so an unchanged context is never
+rebuilt, and saved once to a gzip archive in the cache directory
+(``$XDG_CACHE_HOME/beamfleet/images``). Then, on each host, :func:`distribute` loads the
+archive (no registry) or pulls (a registry is configured), doing nothing on a host that
+already has the image.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from gevent.lock import Semaphore
+from pyinfra.api.deploy import deploy
+from pyinfra.api.exceptions import PyinfraError
+
+from beamfleet.controller.operations import images
+
+SHIM_NAME = "beamfleet-nodename"
+APP_REPO_DEFAULT = "beamfleet-demo"
+AGENT_REPO = "beamfleet-agent"
+
+
+class ImageBuildError(PyinfraError):
+    """An image could not be built or saved on the controller; the message says why."""
+
+
+@dataclass(frozen=True)
+class Image:
+    """An image the cluster runs, and how hosts get it."""
+
+    ref: str
+    # Set for images built (or found) on the controller: hosts load them from `archive`.
+    image_id: str | None = None
+    archive: Path | None = None
+
+    @property
+    def from_registry(self) -> bool:
+        return self.archive is None
+
+
+def package_dir() -> Path:
+    return Path(str(resources.files("beamfleet")))
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "beamfleet" / "images"
+
+
+def _docker(*args: str, timeout: float = 900) -> str:
+    if shutil.which("docker") is None:
+        raise ImageBuildError(
+            "no `docker` on this machine to build images with: install Docker here, or set "
+            "`app_image`/`agent_image` to images in a registry (see docs/cluster.md)"
+        )
+    proc = subprocess.run(
+        ["docker", *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if proc.returncode != 0:
+        tail = " / ".join(proc.stderr.strip().splitlines()[-6:])
+        raise ImageBuildError(f"docker {args[0]} failed: {tail}")
+    return proc.stdout
+
+
+def _context_files(root: Path) -> Iterable[Path]:
+    for path in sorted(root.rglob("*")):
+        parts = set(path.relative_to(root).parts)
+        if path.is_file() and not parts & {"__pycache__", "_build", "deps", ".git"}:
+            yield path
+
+
+def context_hash(files: Mapping[str, Path]) -> str:
+    """Hash of a build context given as ``{path in context: file}`` (names and bytes)."""
+    digest = hashlib.sha256()
+    for name in sorted(files):
+        digest.update(name.encode() + b"\0")
+        digest.update(files[name].read_bytes() + b"\0")
+    return digest.hexdigest()[:12]
+
+
+def app_context(directory: Path) -> dict[str, Path]:
+    """The application's build context: ``directory`` plus the naming shim."""
+    if not (directory / "Dockerfile").is_file():
+        raise ImageBuildError(
+            f"{directory} has no Dockerfile: set `app_build` to your application's "
+            "directory, or `app_image` to a ready image (docs/cluster.md)"
+        )
+    shim = package_dir() / "assets" / SHIM_NAME
+    if not shim.is_file():
+        raise ImageBuildError(f"the naming shim {shim} is missing from this beamfleet install")
+    files = {p.relative_to(directory).as_posix(): p for p in _context_files(directory)}
+    files[SHIM_NAME] = shim
+    return files
+
+
+# The package's top-level files the runtime needs around ``beamfleet.runtime`` (the version,
+# ``python -m beamfleet``); the controller side stays out of the agent image.
+PACKAGE_TOP = ("__init__.py", "__main__.py", "py.typed")
+_agent_files: dict[str, Path] = {}
+
+
+def agent_context() -> dict[str, Path]:
+    """The agent's build context: its Dockerfile and launcher, plus the runtime package.
+
+    The runtime package is copied whole (``beamfleet/runtime``), so a module added to it is
+    in the image without a list to update. Read once per process, so every host of a run
+    gets the same image.
+    """
+    with _lock:
+        if not _agent_files:
+            pkg = package_dir()
+            _agent_files.update({p.name: p for p in _context_files(pkg / "assets" / "agent")})
+            for name in PACKAGE_TOP:
+                _agent_files[f"beamfleet/{name}"] = pkg / name
+            for path in _context_files(pkg / "runtime"):
+                if path.suffix in {".py", ".typed"}:
+                    _agent_files[(Path("beamfleet") / path.relative_to(pkg)).as_posix()] = path
+        return dict(_agent_files)
+
+
+_lock = Semaphore()
+_built: dict[str, Image] = {}
+
+
+def build(repo: str, files: Mapping[str, Path]) -> Image:
+    """Build (unless present) and save (unless saved) ``repo:<context hash>``, once.
+
+    Once per process and context: every host of a run gets the same image, even if a
+    file of the context is edited while the run plans.
+    """
+    key = repo + "\0" + "\0".join(sorted(str(p) for p in files.values()))
+    with _lock:
+        if key in _built:
+            return _built[key]
+        ref = f"{repo}:{context_hash(files)}"
+        if not _docker("images", "-q", ref).strip():
+            with tempfile.TemporaryDirectory(prefix="beamfleet-build-") as tmp:
+                for name, src in files.items():
+                    dest = Path(tmp) / name
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(src, dest)
+                _docker("build", "-q", "--label", "io.beamfleet.image=" + repo, "-t", ref, tmp)
+        image_id = _docker("image", "inspect", "--format", "{{.Id}}", ref).strip()
+        archive = save(ref, image_id)
+        image = Image(ref=ref, image_id=image_id, archive=archive)
+        _built[key] = image
+        return image
+
+
+def save(ref: str, image_id: str) -> Path:
+    """``docker save ref | gzip`` into the cache, named by image ID (reused when there)."""
+    directory = cache_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", ref)
+    archive = directory / f"{safe}-{image_id.removeprefix('sha256:')[:16]}.tar.gz"
+    if archive.is_file():
+        return archive
+    partial = archive.with_name(f"{archive.name}.{os.getpid()}.partial")
+    with partial.open("wb") as out:
+        saver = subprocess.Popen(["docker", "save", ref], stdout=subprocess.PIPE)
+        gzip = subprocess.run(["gzip", "-1"], stdin=saver.stdout, stdout=out, check=False)
+        if saver.stdout is not None:
+            saver.stdout.close()
+        if saver.wait(timeout=600) != 0 or gzip.returncode != 0:
+            partial.unlink(missing_ok=True)
+            raise ImageBuildError(f"docker save {ref} failed (is there room in {directory}?)")
+    partial.rename(archive)
+    _prune(directory, safe.rsplit("_", 1)[0] if ":" in ref else safe)
+    return archive
+
+
+KEEP_ARCHIVES = 3  # per image repository: the newest ones (a run still using one is safe)
+
+
+def _prune(directory: Path, repo: str) -> None:
+    """Drop all but the newest archives of ``repo``: each build leaves one behind."""
+    olds = sorted(directory.glob(f"{repo}_*.tar.gz"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in olds[KEEP_ARCHIVES:]:
+        old.unlink(missing_ok=True)
+
+
+def local_image(ref: str) -> Image:
+    """An image that exists in the controller's engine (``app_image`` without a registry)."""
+    with _lock:
+        if ref in _built:
+            return _built[ref]
+        try:
+            image_id = _docker("image", "inspect", "--format", "{{.Id}}", ref).strip()
+        except ImageBuildError as exc:
+            raise ImageBuildError(
+                f"image {ref} is not in this machine's Docker engine: build or load it here, "
+                "or set `image_registry: true` if the hosts pull it from a registry"
+            ) from exc
+        image = Image(ref=ref, image_id=image_id, archive=save(ref, image_id))
+        _built[ref] = image
+        return image
+
+
+@deploy("Images")
+def distribute(wanted: Iterable[Image]) -> None:
+    """Put each image on the current host: load its archive, or pull it."""
+    for image in wanted:
+        if image.archive is None or image.image_id is None:
+            images.pulled(name=f"Pull {image.ref}", image=image.ref)
+        else:
+            images.loaded(
+                name=f"Load {image.ref}",
+                image=image.ref,
+                image_id=image.image_id,
+                archive=str(image.archive),
+            )

@@ -1,0 +1,1 @@
+"""pyinfra facts: swarm state, nodes and tokens, services, secrets, the BEAM mesh."""

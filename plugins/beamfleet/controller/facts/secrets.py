@@ -1,0 +1,64 @@
+"""Facts about the swarm's Docker secrets: their names, IDs and labels, never their data.
+
+The Docker Engine never returns a secret's value (``docker secret inspect`` shows only
+its metadata), so these facts are safe to print. beamfleet marks each secret it manages
+with labels: :data:`LABEL_CONTENT_HASH` (a hash of the value, so a changed value is seen
+without reading it) and the owner labels set by the deploy.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pyinfra.api.facts import FactBase
+from typing_extensions import override
+
+from beamfleet.controller.facts.docker_cli import inspect_each, on_manager
+
+LABEL_CONTENT_HASH = "io.beamfleet.content-hash"
+
+# Only a manager can list secrets; elsewhere print an empty list rather than fail.
+
+
+class SwarmSecrets(FactBase[dict[str, dict[str, Any]]]):
+    """
+    Every secret of the swarm by name: ``{"ID": ..., "Labels": {...}, "CreatedAt": ...}``.
+
+    ``{}`` on a host that is not a manager or has no Docker.
+
+    .. code:: python
+
+        secrets = host.get_fact(SwarmSecrets)
+        if "demo_cookie.v1" in secrets: ...
+    """
+
+    @override
+    def requires_command(self) -> str:
+        return "docker"
+
+    @override
+    def command(self) -> str:
+        return on_manager(inspect_each("docker secret ls -q", "docker secret inspect"))
+
+    @override
+    @staticmethod
+    def default() -> dict[str, dict[str, Any]]:
+        return {}
+
+    @override
+    def process(self, output: list[str]) -> dict[str, dict[str, Any]]:
+        return parse_secrets(json.loads("".join(output)))
+
+
+def parse_secrets(inspected: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Reduce ``docker secret inspect`` output to ``{name: {ID, Labels, CreatedAt}}``."""
+    result: dict[str, dict[str, Any]] = {}
+    for item in inspected:
+        spec = item.get("Spec") or {}
+        result[str(spec.get("Name"))] = {
+            "ID": item.get("ID"),
+            "Labels": dict(spec.get("Labels") or {}),
+            "CreatedAt": item.get("CreatedAt"),
+        }
+    return result

@@ -1,0 +1,1 @@
+"""pyinfra operations: the swarm, images, secrets and services."""

@@ -1,0 +1,77 @@
+"""Image distribution: get an image onto a host, from an archive or from a registry.
+
+Clusters without a registry get images the way ``docker save | docker load`` does, over
+the SSH connection pyinfra already has: :func:`loaded` uploads an archive made on the
+controller (see :mod:`beamfleet.controller.deploys.images`) and loads it. Clusters with a registry
+use :func:`pulled`. Both do nothing when the host already has the image.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Generator
+from pathlib import Path
+
+from pyinfra.api.command import FileUploadCommand, StringCommand
+from pyinfra.api.exceptions import OperationValueError
+from pyinfra.api.operation import operation
+from pyinfra.context import host
+
+from beamfleet.controller.facts.services import ImageId
+
+REMOTE_DIR = "/var/tmp"
+
+
+@operation()
+def loaded(
+    image: str, image_id: str, archive: str
+) -> Generator[StringCommand | FileUploadCommand, None, None]:
+    """
+    Load ``image`` on the host from a local ``docker save`` archive, unless the host
+    already has that image ID under that reference.
+
+    + image: the reference (``repo:tag``) the services use
+    + image_id: the ``sha256:...`` ID the archive holds (``docker save``/``load`` keep it)
+    + archive: path of the archive on the controller (``.tar`` or gzip-compressed)
+
+    The archive goes to ``/var/tmp`` on the host and is removed once loaded.
+
+    **Example:**
+
+    .. code:: python
+
+        images.loaded(image="demo:3f2a", image_id="sha256:...", archive="/tmp/demo.tar.gz")
+    """
+    if not image_id.startswith("sha256:"):
+        raise OperationValueError(f"image_id must be a sha256:... image ID, not {image_id!r}")
+    if not Path(archive).is_file():
+        raise OperationValueError(f"image archive {archive} does not exist on this machine")
+    if host.get_fact(ImageId, image=image) == image_id:
+        host.noop(f"{image} is already on the host")
+        return
+    remote = f"{REMOTE_DIR}/beamfleet-image-{image_id.removeprefix('sha256:')[:16]}.tar"
+    yield FileUploadCommand(archive, remote)
+    yield StringCommand(
+        f"docker load -q -i {shlex.quote(remote)} >/dev/null; rc=$?; rm -f {shlex.quote(remote)}; "
+        "exit $rc"
+    )
+
+
+@operation()
+def pulled(image: str) -> Generator[StringCommand, None, None]:
+    """
+    Pull ``image`` from its registry unless the host already has it.
+
+    + image: a reference that names a registry, best pinned (``registry/app:1.4`` or
+      ``...@sha256:...``): a tag already present is not pulled again
+
+    **Example:**
+
+    .. code:: python
+
+        images.pulled(image="registry.example.com/app:1.4")
+    """
+    if host.get_fact(ImageId, image=image) is not None:
+        host.noop(f"{image} is already on the host")
+        return
+    yield StringCommand("docker", "pull", "-q", image, ">/dev/null")

@@ -1,1 +1,0 @@
-"""beamfleet.deploys."""

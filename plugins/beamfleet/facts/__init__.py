@@ -1,1 +1,0 @@
-"""beamfleet.facts: pyinfra facts (``beamfleet.facts.swarm``: swarm state, nodes, tokens)."""

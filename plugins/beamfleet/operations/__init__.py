@@ -1,1 +1,0 @@
-"""beamfleet.operations: pyinfra operations (``beamfleet.operations.swarm``)."""

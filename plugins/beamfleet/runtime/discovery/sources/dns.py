@@ -1,0 +1,55 @@
+"""``dns:tasks.app`` — A and AAAA records of a name; each address is one node."""
+
+from __future__ import annotations
+
+import asyncio
+
+from beamfleet.runtime.discovery.errors import SourceError
+from beamfleet.runtime.discovery.peers import Naming, Peer
+from beamfleet.runtime.discovery.sources.resolver import LookupFailed, StubResolver
+
+
+async def name_addresses(
+    label: str, resolver: StubResolver, basename: str, naming: Naming, addresses: list[str]
+) -> set[Peer]:
+    """Peers for ``addresses`` under ``naming`` (reverse names looked up when asked)."""
+    if naming.mode != "reverse" and "{hostname}" not in naming.template:
+        return {Peer(naming.name(basename, ip), ip) for ip in addresses}
+    try:
+        names = await asyncio.gather(*(resolver.reverse(ip) for ip in addresses))
+    except LookupFailed as exc:
+        raise SourceError(label, f"reverse lookup failed: {exc}") from exc
+    missing = [ip for ip, n in zip(addresses, names, strict=True) if n is None]
+    if missing:
+        # a partial answer would prune the cluster to a subset: refuse it as a whole
+        raise SourceError(label, f"no PTR record for {', '.join(missing)}")
+    return {Peer(naming.name(basename, ip, n), ip) for ip, n in zip(addresses, names, strict=True)}
+
+
+class DnsSource:
+    """Every A/AAAA address of ``name`` becomes ``basename@address`` (or per ``naming``).
+
+    Example::
+
+        DnsSource("tasks.app", basename="app", resolver=StubResolver.from_system(),
+                  naming=Naming.parse("ip"))
+    """
+
+    def __init__(self, name: str, *, basename: str, resolver: StubResolver, naming: Naming) -> None:
+        self.label = f"dns:{name}"
+        self.basename: str | None = basename
+        self.resolver = resolver
+        self._name = name
+        self._naming = naming
+        self.empty_reason = ""
+
+    async def poll(self) -> set[Peer]:
+        try:
+            addresses = await self.resolver.addresses(self._name)
+        except LookupFailed as exc:
+            raise SourceError(self.label, str(exc)) from exc
+        self.empty_reason = "" if addresses else f"{self._name} has no A/AAAA record"
+        assert self.basename is not None
+        return await name_addresses(
+            self.label, self.resolver, self.basename, self._naming, addresses
+        )

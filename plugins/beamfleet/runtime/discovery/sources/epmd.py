@@ -1,0 +1,37 @@
+"""``epmd:HOST`` — the nodes registered in the EPMD at HOST."""
+
+from __future__ import annotations
+
+from beamfleet.runtime.discovery.errors import SourceError
+from beamfleet.runtime.discovery.peers import Peer
+from beamfleet.runtime.erlang_dist import DistError
+from beamfleet.runtime.erlang_dist import epmd as epmd_client
+
+
+class EpmdSource:
+    """``alive@HOST`` for every registered ``alive`` (only ``basename`` when one is set).
+
+    Example::
+
+        EpmdSource("10.0.1.3", basename="app")
+    """
+
+    def __init__(
+        self, host: str, *, basename: str | None, port: int = 4369, timeout: float = 2.0
+    ) -> None:
+        self.label = f"epmd:{host}"
+        self.basename = basename
+        self._host = host
+        self._port = port
+        self._timeout = timeout
+
+    async def poll(self) -> set[Peer]:
+        try:
+            names = await epmd_client.names(self._host, port=self._port, timeout=self._timeout)
+        except (DistError, OSError) as exc:
+            raise SourceError(self.label, str(exc)) from exc
+        return {
+            Peer(f"{alive}@{self._host}", self._host)
+            for alive in names
+            if self.basename is None or alive == self.basename
+        }

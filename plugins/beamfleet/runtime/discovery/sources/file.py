@@ -1,0 +1,72 @@
+"""``file:/path`` — a watched hosts-style file, one node per line.
+
+Each non-comment line is a full node name (``app@10.0.0.1``) or an address, which becomes
+``basename@address``. The file is re-read only when its mtime or size changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+from beamfleet.runtime.discovery.errors import SourceError
+from beamfleet.runtime.discovery.peers import Naming, Peer, is_ip, is_node_name
+
+
+def parse_lines(text: str, basename: str | None, naming: Naming) -> tuple[set[Peer], list[str]]:
+    """Peers in ``text`` and the lines that could not be understood."""
+    peers: set[Peer] = set()
+    bad: list[str] = []
+    for raw in text.splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        first = line.split()[0]
+        if is_node_name(first):
+            peers.add(Peer(first))
+        elif is_ip(first) and basename:
+            peers.add(Peer(naming.name(basename, first), first))
+        else:
+            bad.append(raw)
+    return peers, bad
+
+
+class FileSource:
+    """Node names from a file that may change at any time.
+
+    Example::
+
+        FileSource("/etc/beamfleet/peers", basename="app")
+    """
+
+    def __init__(self, path: str, *, basename: str | None, naming: Naming) -> None:
+        self.label = f"file:{path}"
+        self.basename = basename
+        self._path = Path(path)
+        self._naming = naming
+        self._stamp: tuple[int, int] | None = None
+        self._peers: set[Peer] = set()
+
+    def _read(self) -> set[Peer]:
+        try:
+            st = os.stat(self._path)
+            stamp = (st.st_mtime_ns, st.st_size)
+            if stamp == self._stamp:
+                return set(self._peers)
+            text = self._path.read_text()
+        except OSError as exc:
+            raise SourceError(self.label, f"cannot read {self._path}: {exc.strerror}") from exc
+        peers, bad = parse_lines(text, self.basename, self._naming)
+        if bad:
+            # a half-written file must not shrink the cluster: refuse the whole answer
+            raise SourceError(
+                self.label,
+                f"{len(bad)} unreadable line(s), first: {bad[0]!r} "
+                "(expected NAME@HOST, or an address with --basename)",
+            )
+        self._stamp, self._peers = stamp, peers
+        return set(peers)
+
+    async def poll(self) -> set[Peer]:
+        return await asyncio.to_thread(self._read)

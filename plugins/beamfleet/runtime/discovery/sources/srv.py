@@ -1,0 +1,74 @@
+"""``srv:_erlang._tcp.example.internal`` — SRV targets, then their addresses."""
+
+from __future__ import annotations
+
+import asyncio
+
+import dns.rdatatype
+from dns.rdtypes.IN.SRV import SRV
+
+from beamfleet.runtime.discovery.errors import SourceError
+from beamfleet.runtime.discovery.peers import Naming, Peer
+from beamfleet.runtime.discovery.sources.dns import name_addresses
+from beamfleet.runtime.discovery.sources.resolver import LookupFailed, StubResolver
+
+
+class SrvSource:
+    """Each SRV target's addresses become peers (``basename@<ip>``); with
+    ``--naming reverse`` (or ``target_names=True``) peers are named after the SRV targets
+    themselves (``basename@<target>``), without address or PTR lookups.
+
+    Example::
+
+        SrvSource("_erlang._tcp.app.internal", basename="app", resolver=r,
+                  naming=Naming.parse("ip"))
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        basename: str,
+        resolver: StubResolver,
+        naming: Naming,
+        target_names: bool = False,
+    ) -> None:
+        self.label = f"srv:{name}"
+        self.basename: str | None = basename
+        self.resolver = resolver
+        self._name = name
+        self._naming = naming
+        self._target_names = target_names or naming.mode == "reverse"
+        self.empty_reason = ""
+
+    async def poll(self) -> set[Peer]:
+        assert self.basename is not None
+        try:
+            rrsets, resp = await self.resolver.lookup(self._name, "SRV")
+            targets = sorted(
+                {
+                    r.target.to_text().rstrip(".")
+                    for rrset in rrsets
+                    for r in rrset
+                    if isinstance(r, SRV) and r.target.to_text() != "."
+                }
+            )
+            if self._target_names:
+                self.empty_reason = "" if targets else f"{self._name} has no SRV target"
+                return {Peer(f"{self.basename}@{t}") for t in targets}
+            glue: dict[str, list[str]] = {}
+            for rrset in resp.additional if resp is not None else []:
+                if rrset.rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
+                    glue.setdefault(rrset.name.to_text().rstrip("."), []).extend(
+                        r.to_text() for r in rrset
+                    )
+            need = [t for t in targets if t not in glue]
+            found = await asyncio.gather(*(self.resolver.addresses(t + ".") for t in need))
+        except LookupFailed as exc:
+            raise SourceError(self.label, str(exc)) from exc
+        glue.update(zip(need, found, strict=True))
+        addresses = sorted({ip for t in targets for ip in glue.get(t, [])})
+        self.empty_reason = "" if addresses else f"{self._name} has no SRV target address"
+        return await name_addresses(
+            self.label, self.resolver, self.basename, self._naming, addresses
+        )

@@ -1,0 +1,32 @@
+"""``static:app@10.0.0.1,app@10.0.0.2`` — a fixed list of full node names."""
+
+from __future__ import annotations
+
+from beamfleet.runtime.discovery.errors import ConfigError
+from beamfleet.runtime.discovery.peers import Peer, is_node_name
+
+
+class StaticSource:
+    """A fixed set of node names.
+
+    Example::
+
+        StaticSource("app@10.0.0.1,app@10.0.0.2")
+    """
+
+    def __init__(self, arg: str) -> None:
+        names = [n.strip() for n in arg.split(",") if n.strip()]
+        bad = [n for n in names if not is_node_name(n)]
+        if not names or bad:
+            raise ConfigError(
+                [
+                    f"--source static:{arg}: expected comma-separated NAME@HOST "
+                    f"node names (bad: {', '.join(bad) or 'empty list'})"
+                ]
+            )
+        self.label = f"static:{arg}"
+        self.basename: str | None = None
+        self._peers = {Peer(n) for n in names}
+
+    async def poll(self) -> set[Peer]:
+        return set(self._peers)

@@ -1,0 +1,581 @@
+"""A hidden-node connection to one BEAM node: handshake, framing, ticks, RPC.
+
+Example::
+
+    async with connect("app@10.0.1.3", cookie) as node:
+        await node.rpc("erlang", "node", [])          # Atom('app@10.0.1.3')
+        await node.connect_node("app@10.0.1.4")       # True
+        await node.nodes("connected")                 # ['app@10.0.1.4', ...]
+
+One asyncio Protocol per connection parses frames straight from the socket buffer, so
+many RPCs in flight cost one small dict entry each; replies are matched to their
+futures by the reference we put in each ``$gen_call``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import itertools
+import secrets
+import struct
+from collections import deque
+from collections.abc import Generator
+from types import TracebackType
+from typing import Any
+
+from beamfleet.runtime.erlang_dist import epmd, handshake
+from beamfleet.runtime.erlang_dist.errors import (
+    AuthenticationFailed,
+    ConnectionLost,
+    DistError,
+    DistTimeout,
+    HandshakeRejected,
+    RpcError,
+)
+from beamfleet.runtime.erlang_dist.etf import (
+    Atom,
+    Pid,
+    Reference,
+    decode_body_from,
+    decode_from,
+    encode,
+    encode_body,
+)
+
+# control message codes (erl_dist_protocol)
+SEND = 2
+REG_SEND = 6
+SEND_TT = 12
+SEND_SENDER = 22
+SEND_SENDER_TT = 23
+UNLINK_ID = 35
+UNLINK_ID_ACK = 36
+
+NODE_KINDS = ("visible", "hidden", "connected", "known", "this")
+
+TICK = b"\x00\x00\x00\x00"
+# We send a tick when we have sent nothing for this long (the default net_ticktime is
+# 60 s; peers with a lower one tick more often, and we answer each of their ticks).
+KEEPALIVE_INTERVAL = 15.0
+# Nothing at all received for this long: probe the peer with an RPC (default net_ticktime
+# 60 s makes a healthy peer tick every 15 s; one with a much larger net_ticktime answers
+# the probe) and drop the connection when that fails too.
+IDLE_LIMIT = 75.0
+PROBE_TIMEOUT = 10.0
+
+_ATOM_EMPTY = Atom("")
+_ATOM_REX = Atom("rex")
+_ATOM_GEN_CALL = Atom("$gen_call")
+_ATOM_CALL = Atom("call")
+_ATOM_USER = Atom("user")
+_ATOM_BADRPC = Atom("badrpc")
+
+_u32 = struct.Struct(">I")
+_three_words = struct.Struct(">III").pack
+
+
+def _encode_args(args: list[Any] | tuple[Any, ...]) -> bytes:
+    return encode_body(list(args)) if args else b"\x6a"
+
+
+class InvalidNodeName(DistError, ValueError):
+    """A node name is not ``alive@host``."""
+
+    def __init__(self, node: str) -> None:
+        self.node = node
+        super().__init__(f"invalid node name {node!r}: expected NAME@HOST, "
+                         f"e.g. app@10.0.1.3 or app@::1")
+
+
+def split_node(node: str) -> tuple[str, str]:
+    """``"alive@host"`` -> ``("alive", "host")``; the host may be an IPv6 literal."""
+    alive, sep, host = node.partition("@")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not alive or not host or "@" in host or any(c.isspace() for c in node):
+        raise InvalidNodeName(node)
+    return alive, host
+
+
+def _format_host(host: str) -> str:
+    """Host part for our own node name: IPv6 scope ids are not valid in node names."""
+    with contextlib.suppress(ValueError):
+        return str(ipaddress.ip_address(host.split("%", 1)[0]))
+    return host
+
+
+class _DistProtocol(asyncio.Protocol):
+    """Frames: u16-length during the handshake, u32-length after; dispatches messages."""
+
+    def __init__(self, conn: NodeConnection) -> None:
+        self.conn = conn
+        self.transport: asyncio.Transport | None = None
+        self.buf = bytearray()
+        self.handshake_mode = True
+        self.hs_frames: deque[bytes] = deque()
+        self.hs_waiter: asyncio.Future[None] | None = None
+        self.eof = False
+
+    # -- asyncio callbacks
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.conn._last_rx = self.conn._loop.time()
+        if not self.handshake_mode and not self.buf:
+            # common case: parse straight from the received bytes, keep only a tail
+            used = self._parse_frames(data)
+            if used < len(data):
+                self.buf += data[used:]
+            return
+        buf = self.buf
+        buf += data
+        if self.handshake_mode:
+            self._parse_handshake()
+        if not self.handshake_mode:
+            used = self._parse_frames(buf)
+            if used:
+                del buf[:used]
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        self._wake()
+        return False
+
+    def pause_writing(self) -> None:
+        self.conn._can_write.clear()
+
+    def resume_writing(self) -> None:
+        self.conn._can_write.set()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.eof = True
+        self._wake()
+        self.conn._lost(str(exc) if exc else "closed by the peer")
+
+    # -- handshake phase
+    def _wake(self) -> None:
+        if self.hs_waiter is not None and not self.hs_waiter.done():
+            self.hs_waiter.set_result(None)
+
+    def _parse_handshake(self) -> None:
+        buf = self.buf
+        while self.handshake_mode and len(buf) >= 2:
+            n = (buf[0] << 8) | buf[1]
+            if len(buf) < 2 + n:
+                break
+            self.hs_frames.append(bytes(buf[2:2 + n]))
+            del buf[:2 + n]
+            # after the ack ('a') the peer switches to u32 frames at once
+            if n and self.hs_frames[-1][:1] == b"a":
+                self.handshake_mode = False
+        self._wake()
+
+    async def read_hs(self) -> bytes | None:
+        """Next handshake message, or None at EOF."""
+        while not self.hs_frames:
+            if self.eof:
+                return None
+            self.hs_waiter = self.conn._loop.create_future()
+            await self.hs_waiter
+        return self.hs_frames.popleft()
+
+    # -- connected phase
+    def _parse_frames(self, buf: bytes | bytearray) -> int:
+        """Dispatch every complete u32 frame in ``buf``; return the bytes consumed."""
+        pos = 0
+        end = len(buf)
+        conn = self.conn
+        while end - pos >= 4:
+            (n,) = _u32.unpack_from(buf, pos)
+            if end - pos - 4 < n:
+                break
+            if n == 0:
+                conn._on_tick()
+            else:
+                conn._on_frame(bytes(buf[pos + 4:pos + 4 + n]))
+            pos += 4 + n
+        return pos
+
+
+class NodeConnection:
+    """A live connection to one node as a hidden node. Create it with :func:`connect`."""
+
+    def __init__(self, node: str, local_name: str, creation: int) -> None:
+        self.node = node
+        self.local_name = local_name
+        self._creation = creation
+        self._loop = asyncio.get_running_loop()
+        self._pending: dict[bytes, asyncio.Future[Any]] = {}
+        self._ref_counter = itertools.count(1)
+        self._ref_salt = secrets.randbits(32)
+        self._closed = self._loop.create_future()
+        self._close_reason = ""
+        self._protocol: _DistProtocol | None = None
+        self._transport: asyncio.Transport | None = None
+        self._last_rx = self._loop.time()
+        self._last_tx = self._loop.time()
+        self._keepalive: asyncio.Task[None] | None = None
+        self._peer_flags = 0
+        self._atoms: dict[str, bytes] = {}
+        # cleared while the transport's write buffer is over its high-water mark
+        self._can_write = asyncio.Event()
+        self._can_write.set()
+        self._set_identity(local_name)
+
+    def _set_identity(self, local_name: str) -> None:
+        """Our name and pid, and the fixed byte strings of every RPC built from them."""
+        self.local_name = local_name
+        self._self_pid = Pid(Atom(local_name), 1, 0, self._creation)
+        pid = encode_body(self._self_pid)
+        # the REG_SEND control message of every call to rex
+        self._reg_send_rex = b"p" + encode((REG_SEND, self._self_pid, _ATOM_EMPTY, _ATOM_REX))
+        # {'$gen_call', {SelfPid, _ ...
+        self._gen_call_head = (b"\x83\x68\x03" + encode_body(_ATOM_GEN_CALL) + b"\x68\x02"
+                               + pid)
+        # ... {call, _ ...
+        self._call_head = b"\x68\x05" + encode_body(_ATOM_CALL)
+        self._user = encode_body(_ATOM_USER)
+        # how the node addresses a reply to us: 'p' + {SEND, '', SelfPid}, then {Ref, _}
+        self._send_to_us = b"p" + encode((SEND, _ATOM_EMPTY, self._self_pid)) + b"\x83\x68\x02"
+        self._ref_head = struct.pack(">BH", 90, 3) + encode_body(self._self_pid.node) \
+            + struct.pack(">I", self._creation)
+
+    def _atom(self, name: str) -> bytes:
+        raw = self._atoms.get(name)
+        if raw is None:
+            raw = encode_body(Atom(name))
+            if len(self._atoms) < 1000:
+                self._atoms[name] = raw
+        return raw
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return f"<NodeConnection {self.local_name} -> {self.node} ({state})>"
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.done()
+
+    @property
+    def peer_flags(self) -> int:
+        """Capability flags the peer announced in the handshake."""
+        return self._peer_flags
+
+    # -- lifecycle
+    async def __aenter__(self) -> NodeConnection:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the connection; pending RPCs fail with :class:`ConnectionLost`."""
+        if self._transport is not None:
+            self._transport.close()
+        self._lost("closed by us")
+
+    async def wait_closed(self) -> None:
+        """Return once the connection is gone (peer closed, tick timeout, or close())."""
+        await asyncio.shield(self._closed)
+
+    def _lost(self, reason: str) -> None:
+        if self._closed.done():
+            return
+        self._close_reason = reason
+        self._closed.set_result(None)
+        self._can_write.set()  # writers waiting for room find the connection closed
+        if self._keepalive is not None:
+            self._keepalive.cancel()
+        if self._transport is not None:
+            self._transport.close()
+        pending, self._pending = self._pending, {}
+        for fut in pending.values():
+            if not fut.done():
+                fut.set_exception(ConnectionLost(self.node, reason))
+
+    # -- I/O
+    def _send_frame(self, *parts: bytes) -> None:
+        if self._transport is None or self.closed:
+            raise ConnectionLost(self.node, self._close_reason or "not connected")
+        self._transport.write(b"".join((_u32.pack(sum(map(len, parts))), *parts)))
+        self._last_tx = self._loop.time()
+
+    def _on_tick(self) -> None:
+        # answering every tick keeps us alive whatever the peer's net_ticktime is
+        if self._transport is not None and not self.closed:
+            self._transport.write(TICK)
+            self._last_tx = self._loop.time()
+
+    def _on_frame(self, frame: bytes) -> None:
+        head = self._send_to_us
+        if frame.startswith(head):
+            # fast path for RPC replies: the control message and the reference are the
+            # bytes we expect; look the call up by its encoded reference, decode the result
+            end = len(head) + len(self._ref_head) + 12
+            fut = self._pending.pop(frame[len(head):end], None)
+            if fut is not None:
+                try:
+                    result, _ = decode_body_from(frame, end)
+                except DistError as exc:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                else:
+                    if not fut.done():
+                        fut.set_result(result)
+                return
+        if frame[0] != 112:  # 'p' is the only message type without atom cache/fragments
+            return
+        try:
+            control, pos = decode_from(frame, 1)
+            if type(control) is not tuple or not control:
+                return
+            op = control[0]
+            if op in (SEND, SEND_TT, SEND_SENDER, SEND_SENDER_TT):
+                self._deliver(frame, pos)
+            elif op == UNLINK_ID and len(control) == 4:
+                _, ident, from_pid, to_pid = control
+                self._send_frame(b"p" + encode((UNLINK_ID_ACK, ident, to_pid, from_pid)))
+            # LINK, EXIT, MONITOR_P, GROUP_LEADER, ...: nothing of ours to link or monitor
+        except DistError:
+            # framing is intact, so one message we cannot decode (e.g. a map keyed by
+            # lists) costs only that message; RPC replies take the fast path above and
+            # fail their own call instead
+            return
+
+    def _deliver(self, frame: bytes, pos: int) -> None:
+        message, _ = decode_from(frame, pos)
+        if type(message) is tuple and len(message) == 2 and type(message[0]) is Reference:
+            fut = self._pending.pop(encode_body(message[0]), None)
+            if fut is not None and not fut.done():
+                fut.set_result(message[1])
+
+    async def _keepalive_loop(self) -> None:
+        while not self.closed:
+            await asyncio.sleep(KEEPALIVE_INTERVAL / 3)
+            now = self._loop.time()
+            if now - self._last_rx > IDLE_LIMIT:
+                try:
+                    await self.rpc("erlang", "node", [], timeout=PROBE_TIMEOUT)
+                except DistError:
+                    self._lost(f"nothing received for {IDLE_LIMIT:g} s and no answer to a "
+                               f"probe (tick timeout)")
+                    return
+                continue
+            if now - self._last_tx >= KEEPALIVE_INTERVAL and self._transport is not None:
+                self._transport.write(TICK)
+                self._last_tx = now
+
+    # -- RPC
+    def _new_ref(self) -> bytes:
+        """A fresh reference, encoded (NEWER_REFERENCE with three words)."""
+        n = next(self._ref_counter)
+        # first word limited to 18 bits, as the runtime makes them
+        return self._ref_head + _three_words(n & 0x3FFFF, (n >> 18) & 0xFFFFFFFF,
+                                             self._ref_salt)
+
+    async def rpc(self, module: str, function: str, args: list[Any] | tuple[Any, ...] = (),
+                  *, timeout: float | None = None) -> Any:
+        """Call ``module:function(*args)`` on the node via ``rex`` and return the result.
+
+        Args:
+            module, function: names, sent as atoms.
+            args: a list of terms (see :mod:`beamfleet.runtime.erlang_dist.etf` for the mapping).
+            timeout: seconds to wait for the reply; None waits until the connection ends.
+
+        Example::
+
+            await conn.rpc("erlang", "system_info", [Atom("otp_release")])  # [50, 53]
+
+        Raises:
+            RpcError: the node answered ``{badrpc, Reason}`` (e.g. undef, an exception).
+            DistTimeout: ``step == "rpc"`` when no reply came within ``timeout``.
+            ConnectionLost: the connection closed before the reply.
+        """
+        if self.closed:
+            raise ConnectionLost(self.node, self._close_reason)
+        ref = self._new_ref()
+        # {'$gen_call', {SelfPid, Ref}, {call, Mod, Fun, Args, user}}, spliced from
+        # pre-encoded parts: this is the hot path of every call
+        parts = (self._reg_send_rex, self._gen_call_head, ref, self._call_head,
+                 self._atom(module), self._atom(function), _encode_args(args), self._user)
+        if not self._can_write.is_set():
+            # back-pressure: the peer reads slower than we send; counts in the timeout
+            start = self._loop.time()
+            try:
+                await asyncio.wait_for(self._can_write.wait(), timeout)
+            except TimeoutError as exc:
+                raise DistTimeout("rpc", timeout or 0, f"{self.node} {module}:{function}") \
+                    from exc
+            if timeout is not None:
+                timeout = max(0.0, timeout - (self._loop.time() - start))
+            if self.closed:
+                raise ConnectionLost(self.node, self._close_reason)
+        fut: asyncio.Future[Any] = self._loop.create_future()
+        self._pending[ref] = fut
+        try:
+            self._send_frame(*parts)
+            if timeout is None:
+                result = await fut
+            else:
+                try:
+                    result = await asyncio.wait_for(fut, timeout)
+                except TimeoutError as exc:
+                    raise DistTimeout("rpc", timeout, f"{self.node} {module}:{function}") \
+                        from exc
+        finally:
+            self._pending.pop(ref, None)
+        if type(result) is tuple and len(result) == 2 and result[0] == _ATOM_BADRPC:
+            raise RpcError(result[1], call=f"{module}:{function}/{len(args)} on {self.node}")
+        return result
+
+    async def nodes(self, kind: str = "visible", *, timeout: float | None = 10.0) -> list[str]:
+        """``erlang:nodes(Kind)`` on the node, as plain strings.
+
+        Args:
+            kind: visible (default), hidden, connected, known or this.
+        """
+        if kind not in NODE_KINDS:
+            raise ValueError(f"unknown node kind {kind!r}; use one of {', '.join(NODE_KINDS)}")
+        result = await self.rpc("erlang", "nodes", [Atom(kind)], timeout=timeout)
+        return [str(n) for n in result]
+
+    async def connect_node(self, peer: str, *, timeout: float | None = None) -> bool:
+        """``net_kernel:connect_node(Peer)`` on the node: True when connected.
+
+        ``ignored`` (the node is not distributed) and ``false`` give False.
+        """
+        split_node(peer)
+        result = await self.rpc("net_kernel", "connect_node", [Atom(peer)], timeout=timeout)
+        return bool(result == "true")
+
+    async def disconnect_node(self, peer: str, *, timeout: float | None = 10.0) -> bool:
+        """``erlang:disconnect_node(Peer)`` on the node: True when it was disconnected."""
+        split_node(peer)
+        result = await self.rpc("erlang", "disconnect_node", [Atom(peer)], timeout=timeout)
+        return bool(result == "true")
+
+
+async def _open(node: str, cookie: str, *, timeout: float, epmd_port: int,
+                local_host: str | None) -> NodeConnection:
+    if not cookie:
+        raise ValueError("the cookie is empty")
+    alive, host = split_node(node)
+    loop = asyncio.get_running_loop()
+    info = await epmd.port_please(host, alive, port=epmd_port, timeout=timeout)
+    if info.highest_version < 6:
+        raise HandshakeRejected(node, f"distribution version {info.highest_version} "
+                                      f"(need 6, OTP 23+)")
+    conn: NodeConnection | None = None
+
+    def factory() -> _DistProtocol:
+        nonlocal conn
+        creation = handshake.new_creation()
+        conn = NodeConnection(node, "", creation)
+        conn._protocol = _DistProtocol(conn)
+        return conn._protocol
+
+    try:
+        transport, protocol = await asyncio.wait_for(
+            loop.create_connection(factory, host, info.port), timeout)
+    except TimeoutError as exc:
+        raise DistTimeout("connect", timeout, f"{node} ({host}:{info.port})") from exc
+    except OSError as exc:
+        raise ConnectionLost(node, f"cannot connect to {host}:{info.port}: "
+                                   f"{exc.strerror or exc}") from exc
+    assert conn is not None
+    conn._transport = transport
+    sock_host = str(transport.get_extra_info("sockname")[0])
+    conn._set_identity(
+        f"beamfleet-{secrets.token_hex(5)}@{_format_host(local_host or sock_host)}")
+    try:
+        await asyncio.wait_for(_handshake(conn, protocol, cookie), timeout)
+    except TimeoutError as exc:
+        transport.close()
+        raise DistTimeout("handshake", timeout, node) from exc
+    except BaseException:
+        transport.close()
+        raise
+    conn._last_rx = conn._last_tx = loop.time()
+    conn._keepalive = loop.create_task(conn._keepalive_loop())
+    # frames that arrived together with the ack
+    used = protocol._parse_frames(protocol.buf)
+    del protocol.buf[:used]
+    return conn
+
+
+async def _handshake(conn: NodeConnection, protocol: _DistProtocol, cookie: str) -> None:
+    node = conn.node
+    assert protocol.transport is not None
+    write = protocol.transport.write
+    write(handshake.frame16(handshake.send_name(conn.local_name, conn._creation)))
+
+    status_msg = await protocol.read_hs()
+    if status_msg is None:
+        raise HandshakeRejected(node, "closed before sending a status")
+    status = handshake.parse_status(node, status_msg)
+    if status == "alive":
+        # another connection with our (random) name exists: do not take it over
+        write(handshake.frame16(b"sfalse"))
+        raise HandshakeRejected(node, "alive")
+    if status not in ("ok", "ok_simultaneous"):
+        raise HandshakeRejected(node, status)
+
+    challenge_msg = await protocol.read_hs()
+    if challenge_msg is None:
+        raise HandshakeRejected(node, "closed before sending its challenge")
+    peer = handshake.parse_challenge(node, challenge_msg)
+    conn._peer_flags = peer.flags
+    ours = handshake.new_challenge()
+    write(handshake.frame16(handshake.challenge_reply(ours, peer.challenge, cookie)))
+
+    ack = await protocol.read_hs()
+    if ack is None:
+        # the peer hangs up on a wrong digest ("Invalid challenge reply" in its log)
+        raise AuthenticationFailed(node)
+    if not handshake.ack_ok(ack, ours, cookie):
+        raise AuthenticationFailed(node)
+
+
+class connect:  # reads as a function: ``await connect(...)`` or ``async with connect(...)``
+    """Connect to ``node`` as a hidden node; awaitable and an async context manager.
+
+    Args:
+        node: ``alive@host``; host is an IPv4/IPv6 literal or a resolvable name.
+        cookie: the cluster cookie (see :func:`beamfleet.runtime.erlang_dist.read_cookie_file`).
+        timeout: bound of each step (EPMD, TCP connect, handshake), in seconds.
+        epmd_port: where EPMD listens on the node's host.
+        local_host: host part of our own random node name (default: our socket address).
+
+    Example::
+
+        async with connect("app@10.0.1.3", cookie) as conn:
+            print(await conn.nodes())
+        conn = await connect("app@::1", cookie, timeout=2)
+
+    Raises:
+        EpmdUnreachable, NodeNotRegistered, HandshakeRejected, AuthenticationFailed,
+        DistTimeout (``.step`` is "epmd", "connect" or "handshake"), ConnectionLost.
+    """
+
+    def __init__(self, node: str, cookie: str, *, timeout: float = 5.0,
+                 epmd_port: int = epmd.EPMD_PORT, local_host: str | None = None) -> None:
+        self._args = (node, cookie)
+        self._kwargs: dict[str, Any] = {"timeout": timeout, "epmd_port": epmd_port,
+                                        "local_host": local_host}
+        self._conn: NodeConnection | None = None
+
+    def __await__(self) -> Generator[Any, None, NodeConnection]:
+        return _open(*self._args, **self._kwargs).__await__()
+
+    async def __aenter__(self) -> NodeConnection:
+        self._conn = await _open(*self._args, **self._kwargs)
+        return self._conn
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        if self._conn is not None:
+            await self._conn.close()
