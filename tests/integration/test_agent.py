@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from beamfleet.runtime.discovery.errors import SourceError
-from beamfleet.runtime.discovery.peers import Naming
+from beamfleet.runtime.discovery.peers import PeerNaming
 from beamfleet.runtime.discovery.sources import DnsSource, EpmdSource, SrvSource, StubResolver
 from beamfleet.runtime.erlang_dist import connect
 from beamfleet_lab.emulators.rancher import RancherMetadataEmulator, rancher_container
@@ -268,7 +268,7 @@ def test_dns_truncated_answer_is_retried_over_tcp(dns) -> None:
     dns.set_records({"big.test": ips})
     resolver = StubResolver([(dns.listen, 53)], timeout=1.0)
     peers = asyncio.run(DnsSource("big.test", basename="app", resolver=resolver,
-                                  naming=Naming.parse("ip")).poll())
+                                  naming=PeerNaming.parse("ip")).poll())
     assert {p.name for p in peers} == {f"app@{ip}" for ip in ips}
     assert resolver.stats.tcp_retries == 1
     _udp, tcp = dns.queries("big.test")
@@ -371,10 +371,10 @@ def test_srv_and_epmd_sources_against_real_servers(dns, hosts, beams) -> None:
     dns.set_records({"n1.test": [node.host]})
     resolver = StubResolver([(dns.listen, 53)], timeout=1.0)
     srv = SrvSource("_erlang._tcp.app.test", basename="app", resolver=resolver,
-                    naming=Naming.parse("ip"))
+                    naming=PeerNaming.parse("ip"))
     assert {p.name for p in asyncio.run(srv.poll())} == {node.name}
     by_target = SrvSource("_erlang._tcp.app.test", basename="app", resolver=resolver,
-                          naming=Naming.parse("reverse"))
+                          naming=PeerNaming.parse("reverse"))
     assert {p.name for p in asyncio.run(by_target.poll())} == {"app@n1.test"}
     epmd = EpmdSource(node.host, basename="app")
     assert {p.name for p in asyncio.run(epmd.poll())} == {node.name}

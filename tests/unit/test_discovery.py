@@ -15,7 +15,7 @@ from beamfleet.runtime.discovery.departure import leave_exprs
 from beamfleet.runtime.discovery.errors import ConfigError, SourceError
 from beamfleet.runtime.discovery.metrics import Metrics
 from beamfleet.runtime.discovery.ownership import AllOwnership, rendezvous_owner
-from beamfleet.runtime.discovery.peers import Naming, Peer
+from beamfleet.runtime.discovery.peers import Peer, PeerNaming
 from beamfleet.runtime.discovery.reconcile import (
     AbsenceTracker,
     Inflight,
@@ -280,11 +280,11 @@ def test_health_needs_a_recent_success_and_every_owned_node(tmp_path: Path) -> N
 # ---- sources, naming, config ---------------------------------------------------------
 
 def test_naming_modes() -> None:
-    assert Naming.parse("ip").name("app", "fd00::3") == "app@fd00::3"
-    assert Naming.parse("reverse").name("app", "10.0.0.1", "n1.example.") == "app@n1.example"
-    assert Naming.parse("{basename}@{ip}.svc").name("app", "10.0.0.1") == "app@10.0.0.1.svc"
+    assert PeerNaming.parse("ip").name("app", "fd00::3") == "app@fd00::3"
+    assert PeerNaming.parse("reverse").name("app", "10.0.0.1", "n1.example.") == "app@n1.example"
+    assert PeerNaming.parse("{basename}@{ip}.svc").name("app", "10.0.0.1") == "app@10.0.0.1.svc"
     with pytest.raises(ConfigError):
-        Naming.parse("{nope}")
+        PeerNaming.parse("{nope}")
 
 
 def test_rancher_containers_missing_fields_are_skipped() -> None:
@@ -302,7 +302,7 @@ def test_rancher_containers_missing_fields_are_skipped() -> None:
 
 def test_file_lines_and_static() -> None:
     peers, bad = parse_lines("# c\napp@10.0.0.1\n10.0.0.2 extra\n\nnonsense\n", "app",
-                             Naming.parse("ip"))
+                             PeerNaming.parse("ip"))
     assert {p.name for p in peers} == {"app@10.0.0.1", "app@10.0.0.2"}
     assert bad == ["nonsense"]
     assert {p.name for p in run(StaticSource(f"{A},{B}").poll())} == {A, B}

@@ -26,7 +26,7 @@ from typing import Any
 
 from beamfleet.runtime.discovery.errors import ConfigError
 from beamfleet.runtime.discovery.ownership import MODES
-from beamfleet.runtime.discovery.peers import Naming
+from beamfleet.runtime.discovery.peers import PeerNaming
 from beamfleet.runtime.discovery.server import parse_listen
 from beamfleet.runtime.discovery.sources import KINDS, source_problems
 from beamfleet.runtime.discovery.sources.resolver import parse_nameserver
@@ -49,7 +49,7 @@ class AgentConfig:
     interval: float = 1.0
     jitter: float = 0.1
     listen: tuple[str, int] = ("127.0.0.1", 9568)
-    naming: Naming = field(default_factory=lambda: Naming("ip"))
+    naming: PeerNaming = field(default_factory=lambda: PeerNaming("ip"))
     nameservers: list[tuple[str, int]] = field(default_factory=list)
     dns_timeout: float = 2.0
     connect_timeout: float = 3.0
@@ -211,9 +211,9 @@ def load_config(
         listen = parse_listen(values.get("listen") or DEFAULT_LISTEN)
     except ValueError as exc:
         problems.append(str(exc))
-    naming = Naming("ip")
+    naming = PeerNaming("ip")
     try:
-        naming = Naming.parse(values.get("naming") or "ip")
+        naming = PeerNaming.parse(values.get("naming") or "ip")
     except ConfigError as exc:
         problems += exc.problems
     nameservers = []

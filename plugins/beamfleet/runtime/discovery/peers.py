@@ -2,9 +2,9 @@
 
 Example::
 
-    naming = Naming.parse("ip")
+    naming = PeerNaming.parse("ip")
     naming.name("app", "10.0.1.3")          # "app@10.0.1.3"
-    Naming.parse("{basename}@{ip}.svc").name("app", "10.0.1.3")   # "app@10.0.1.3.svc"
+    PeerNaming.parse("{basename}@{ip}.svc").name("app", "10.0.1.3")   # "app@10.0.1.3.svc"
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def is_ip(text: str) -> bool:
 
 
 @dataclass(frozen=True)
-class Naming:
+class PeerNaming:
     """How an address becomes a node name.
 
     ``ip`` (default) gives ``basename@10.0.1.3`` / ``basename@fd00::3``; ``reverse`` gives
@@ -61,7 +61,7 @@ class Naming:
     template: str = ""
 
     @classmethod
-    def parse(cls, text: str) -> Naming:
+    def parse(cls, text: str) -> PeerNaming:
         if text in ("ip", "reverse"):
             return cls(text)
         if "{" in text:

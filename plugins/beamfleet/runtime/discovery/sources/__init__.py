@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from beamfleet.runtime.discovery.errors import ConfigError
-from beamfleet.runtime.discovery.peers import Naming
+from beamfleet.runtime.discovery.peers import PeerNaming
 from beamfleet.runtime.discovery.sources.base import Source
 from beamfleet.runtime.discovery.sources.dns import DnsSource
 from beamfleet.runtime.discovery.sources.epmd import EpmdSource
@@ -67,7 +67,7 @@ def build_source(
     arg: str,
     *,
     basename: str | None,
-    naming: Naming,
+    naming: PeerNaming,
     resolver: Callable[[], StubResolver],
     timeout: float = 2.0,
 ) -> Source:

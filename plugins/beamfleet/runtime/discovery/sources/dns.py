@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 
 from beamfleet.runtime.discovery.errors import SourceError
-from beamfleet.runtime.discovery.peers import Naming, Peer
+from beamfleet.runtime.discovery.peers import Peer, PeerNaming
 from beamfleet.runtime.discovery.sources.resolver import LookupFailed, StubResolver
 
 
 async def name_addresses(
-    label: str, resolver: StubResolver, basename: str, naming: Naming, addresses: list[str]
+    label: str, resolver: StubResolver, basename: str, naming: PeerNaming, addresses: list[str]
 ) -> set[Peer]:
     """Peers for ``addresses`` under ``naming`` (reverse names looked up when asked)."""
     if naming.mode != "reverse" and "{hostname}" not in naming.template:
@@ -32,10 +32,12 @@ class DnsSource:
     Example::
 
         DnsSource("tasks.app", basename="app", resolver=StubResolver.from_system(),
-                  naming=Naming.parse("ip"))
+                  naming=PeerNaming.parse("ip"))
     """
 
-    def __init__(self, name: str, *, basename: str, resolver: StubResolver, naming: Naming) -> None:
+    def __init__(
+        self, name: str, *, basename: str, resolver: StubResolver, naming: PeerNaming
+    ) -> None:
         self.label = f"dns:{name}"
         self.basename: str | None = basename
         self.resolver = resolver

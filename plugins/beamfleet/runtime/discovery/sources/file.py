@@ -11,10 +11,10 @@ import os
 from pathlib import Path
 
 from beamfleet.runtime.discovery.errors import SourceError
-from beamfleet.runtime.discovery.peers import Naming, Peer, is_ip, is_node_name
+from beamfleet.runtime.discovery.peers import Peer, PeerNaming, is_ip, is_node_name
 
 
-def parse_lines(text: str, basename: str | None, naming: Naming) -> tuple[set[Peer], list[str]]:
+def parse_lines(text: str, basename: str | None, naming: PeerNaming) -> tuple[set[Peer], list[str]]:
     """Peers in ``text`` and the lines that could not be understood."""
     peers: set[Peer] = set()
     bad: list[str] = []
@@ -40,7 +40,7 @@ class FileSource:
         FileSource("/etc/beamfleet/peers", basename="app")
     """
 
-    def __init__(self, path: str, *, basename: str | None, naming: Naming) -> None:
+    def __init__(self, path: str, *, basename: str | None, naming: PeerNaming) -> None:
         self.label = f"file:{path}"
         self.basename = basename
         self._path = Path(path)

@@ -9,7 +9,7 @@ import urllib.request
 from typing import Any
 
 from beamfleet.runtime.discovery.errors import SourceError
-from beamfleet.runtime.discovery.peers import Naming, Peer, is_ip
+from beamfleet.runtime.discovery.peers import Peer, PeerNaming, is_ip
 
 DEFAULT_URL = "http://rancher-metadata/latest/self/service"
 
@@ -47,11 +47,11 @@ class RancherSource:
 
     Example::
 
-        RancherSource(basename="app", naming=Naming.parse("ip"))
+        RancherSource(basename="app", naming=PeerNaming.parse("ip"))
     """
 
     def __init__(
-        self, url: str | None = None, *, basename: str, naming: Naming, timeout: float = 2.0
+        self, url: str | None = None, *, basename: str, naming: PeerNaming, timeout: float = 2.0
     ) -> None:
         self.url = url or DEFAULT_URL
         self.label = "rancher" if url is None else f"rancher:{url}"

@@ -8,7 +8,7 @@ import dns.rdatatype
 from dns.rdtypes.IN.SRV import SRV
 
 from beamfleet.runtime.discovery.errors import SourceError
-from beamfleet.runtime.discovery.peers import Naming, Peer
+from beamfleet.runtime.discovery.peers import Peer, PeerNaming
 from beamfleet.runtime.discovery.sources.dns import name_addresses
 from beamfleet.runtime.discovery.sources.resolver import LookupFailed, StubResolver
 
@@ -21,7 +21,7 @@ class SrvSource:
     Example::
 
         SrvSource("_erlang._tcp.app.internal", basename="app", resolver=r,
-                  naming=Naming.parse("ip"))
+                  naming=PeerNaming.parse("ip"))
     """
 
     def __init__(
@@ -30,7 +30,7 @@ class SrvSource:
         *,
         basename: str,
         resolver: StubResolver,
-        naming: Naming,
+        naming: PeerNaming,
         target_names: bool = False,
     ) -> None:
         self.label = f"srv:{name}"
