@@ -48,7 +48,7 @@ MAX_HOSTS = 200
 SSH_READY_TIMEOUT = 90.0
 _NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
 
-# The flags that let systemd and an inner dockerd run unprivileged here (LAB-NOTES):
+# The flags that let systemd and an inner dockerd run unprivileged in a container here:
 # --privileged fails on these VMs (no CAP_SYS_RESOURCE in the bounding set).
 HOST_RUN_FLAGS: tuple[str, ...] = (
     "--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE",
