@@ -51,7 +51,7 @@ def render_inventory(
                 f'        "ssh_hostname": {ip!r},\n'
                 f'        "swarm_advertise_addr": {ip!r},\n'
                 # Each inner dockerd gets its own cgroup parent: the hosts share the
-                # machine's cgroup tree (--cgroupns host): the same flags as HOST_RUN_FLAGS in lab.py.
+                # machine's cgroup tree (--cgroupns host, see HOST_RUN_FLAGS in lab.py).
                 f'        "docker_daemon": {{"cgroup-parent": "/lab-{lab}-{name}"}},\n'
                 f"    }}),\n"
             )

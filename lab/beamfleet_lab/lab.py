@@ -36,6 +36,7 @@ from beamfleet_lab.errors import (
 )
 from beamfleet_lab.images import ensure_base_images, ensure_host_image
 from beamfleet_lab.inventory_file import render_inventory
+from beamfleet_lab.kernel import raise_neighbour_table
 
 LAB_LABEL = "io.beamfleet.lab"
 HOST_LABEL = "io.beamfleet.lab.host"
@@ -179,9 +180,11 @@ class Lab:
                     f"use `beamfleet lab add-host`, or `beamfleet lab down` first"
                 )
             ensure_base_images()
+            raise_neighbour_table()
             self._start_stopped(state)
             return state
         image = ensure_host_image()
+        raise_neighbour_table()
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.state_dir.chmod(0o700)
         self._ensure_client_key()

@@ -1,6 +1,7 @@
 """End to end on a real lab: swarm formation, idempotence, growth, removal, secrets.
 
-One lab (3 bare hosts: 1 manager, 2 workers) goes through the whole story in order (form, re-run, grow, remove);
+One lab (3 bare hosts: 1 manager, 2 workers) goes through the whole story in order (form,
+re-run, grow, remove);
 each test is a step and relies on the previous ones (pytest runs them in file order).
 """
 
