@@ -207,6 +207,7 @@ def test_leave_expression_is_one_erl_eval_sequence_suspending_global() -> None:
 class ListSource:
     def __init__(self, answers: list[set[str] | Exception]) -> None:
         self.label, self.basename = "fake", "app"
+        self.empty_reason, self.resolver_stats = "", None
         self.answers = answers
 
     async def poll(self) -> set[Peer]:
@@ -270,11 +271,11 @@ def test_health_needs_a_recent_success_and_every_owned_node(tmp_path: Path) -> N
     source = ListSource([{A, B}])
     clock = [0.0]
     agent = make_agent(tmp_path, source, cluster, clock)
-    assert agent.healthy() == (False, "no successful poll yet")
+    assert agent.status.healthy() == (False, "no successful poll yet")
     run(agent.poll_once())
-    ok, reason = agent.healthy()
+    ok, reason = agent.status.healthy()
     assert not ok and B in reason
-    assert "cookie" in agent.nodes[B].error.lower()
+    assert "cookie" in agent.links.error(B).lower()
 
 
 # ---- sources, naming, config ---------------------------------------------------------

@@ -24,9 +24,22 @@ MODES = ("local-epmd", "rendezvous", "all")
 
 
 class Ownership(Protocol):
-    label: str
+    """How an agent decides which desired nodes it drives.
 
-    async def owned(self, desired: set[str]) -> set[str]: ...
+    Everything the agent reads of an ownership mode is declared here (the status JSON
+    shows ``agents``), so the agent never has to probe a mode for optional attributes.
+    """
+
+    label: str  # "all", "local-epmd", "rendezvous": in logs and the status JSON
+
+    @property
+    def agents(self) -> list[str] | None:
+        """The live agents sharing the nodes (None: this mode does not look for any)."""
+        ...
+
+    async def owned(self, desired: set[str]) -> set[str]:
+        """The subset of ``desired`` this agent drives; raises SourceError when unknown."""
+        ...
 
 
 def is_local_address(ip: str) -> bool:
@@ -46,6 +59,7 @@ class AllOwnership:
     """Drive every desired node (one agent for the whole cluster)."""
 
     label = "all"
+    agents = None  # alone: no other agent to look for
 
     async def owned(self, desired: set[str]) -> set[str]:
         return set(desired)
@@ -55,6 +69,7 @@ class LocalEpmdOwnership:
     """Drive the desired nodes registered in the EPMD of this host, on this host's addresses."""
 
     label = "local-epmd"
+    agents = None  # one agent per host, none of them needs to know the others
 
     def __init__(self, *, epmd_host: str = "127.0.0.1", epmd_port: int = 4369) -> None:
         self._host = epmd_host

@@ -44,6 +44,7 @@ class DnsSource:
         self._name = name
         self._naming = naming
         self.empty_reason = ""
+        self.resolver_stats = resolver.stats  # the same object: live counters
 
     async def poll(self) -> set[Peer]:
         try:

@@ -24,6 +24,8 @@ class EpmdSource:
         self._host = host
         self._port = port
         self._timeout = timeout
+        self.empty_reason = ""  # an empty EPMD answer needs no explanation
+        self.resolver_stats = None  # no DNS lookups
 
     async def poll(self) -> set[Peer]:
         try:

@@ -47,6 +47,8 @@ class FileSource:
         self._naming = naming
         self._stamp: tuple[int, int] | None = None
         self._peers: set[Peer] = set()
+        self.empty_reason = ""  # an empty file needs no explanation
+        self.resolver_stats = None  # no DNS lookups
 
     def _read(self) -> set[Peer]:
         try:

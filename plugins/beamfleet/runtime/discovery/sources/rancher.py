@@ -59,6 +59,7 @@ class RancherSource:
         self._naming = naming
         self._timeout = timeout
         self.empty_reason = ""
+        self.resolver_stats = None  # HTTP, no DNS resolver of its own
 
     def _get(self) -> Any:
         req = urllib.request.Request(self.url, headers={"Accept": "application/json"})

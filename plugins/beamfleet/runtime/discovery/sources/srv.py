@@ -40,6 +40,7 @@ class SrvSource:
         self._naming = naming
         self._target_names = target_names or naming.mode == "reverse"
         self.empty_reason = ""
+        self.resolver_stats = resolver.stats  # the same object: live counters
 
     async def poll(self) -> set[Peer]:
         assert self.basename is not None

@@ -27,6 +27,8 @@ class StaticSource:
         self.label = f"static:{arg}"
         self.basename: str | None = None
         self._peers = {Peer(n) for n in names}
+        self.empty_reason = ""  # never empty: an empty list is refused up front
+        self.resolver_stats = None  # no DNS lookups
 
     async def poll(self) -> set[Peer]:
         return set(self._peers)
