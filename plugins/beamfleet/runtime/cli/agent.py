@@ -56,7 +56,7 @@ def with_settings(command: F) -> F:
 def agent(source: tuple[str, ...], config: str | None, **flags: Any) -> None:
     """Run the discovery agent that meshes BEAM nodes.
 
-    Example: BEAMFLEET_COOKIE_FILE=/run/secrets/erlang_cookie beamfleet agent
+    Example: BEAMFLEET_COOKIE_FILE=/run/secrets/cookie beamfleet agent
     --source static:a@127.0.0.1,b@127.0.0.1 --ownership all --interval 1
     """
     try:

@@ -10,7 +10,7 @@ TOML example (keys are the settings' names)::
 
     interval = 1.0
     ownership = "all"
-    cookie_file = "/run/secrets/erlang_cookie"
+    cookie_file = "/etc/beamfleet/cookie"
     [[source]]
     kind = "dns"
     arg = "tasks.app"
@@ -211,7 +211,7 @@ def load_config(
     Example::
 
         load_config({"interval": 0.5}, ["static:app@10.0.0.1"],
-                    env={"BEAMFLEET_COOKIE_FILE": "/run/secrets/erlang_cookie"})
+                    env={"BEAMFLEET_COOKIE_FILE": "/etc/beamfleet/cookie"})
     """
     env = dict(os.environ if env is None else env)
     problems: list[str] = []

@@ -26,14 +26,15 @@ class SourceSpec:
 
 @dataclass(frozen=True)
 class BuildContext:
-    """What every peer source may share: naming, a resolver factory and the DNS timeout.
+    """What every peer source may share: naming, a resolver factory and the timeout of one
+    query (``--dns-timeout``).
 
     ``resolver`` is a factory so that only sources that use DNS read ``/etc/resolv.conf``.
     """
 
     naming: PeerNaming
     resolver: Callable[[], StubResolver]
-    timeout: float = 2.0
+    timeout: float
 
 
 @dataclass(frozen=True)
