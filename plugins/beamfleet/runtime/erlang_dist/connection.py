@@ -85,9 +85,8 @@ class InvalidNodeName(DistError, ValueError):
 
     def __init__(self, node: str) -> None:
         self.node = node
-        super().__init__(
-            f"invalid node name {node!r}: expected NAME@HOST, e.g. app@10.0.1.3 or app@::1"
-        )
+        super().__init__(f"invalid node name {node!r}: expected NAME@HOST, "
+                         f"e.g. app@10.0.1.3 or app@::1")
 
 
 def split_node(node: str) -> tuple[str, str]:
@@ -167,8 +166,8 @@ class _DistProtocol(asyncio.Protocol):
             n = (buf[0] << 8) | buf[1]
             if len(buf) < 2 + n:
                 break
-            self.hs_frames.append(bytes(buf[2 : 2 + n]))
-            del buf[: 2 + n]
+            self.hs_frames.append(bytes(buf[2:2 + n]))
+            del buf[:2 + n]
             # after the ack ('a') the peer switches to u32 frames at once
             if n and self.hs_frames[-1][:1] == b"a":
                 self.handshake_mode = False
@@ -196,7 +195,7 @@ class _DistProtocol(asyncio.Protocol):
             if n == 0:
                 conn._on_tick()
             else:
-                conn._on_frame(bytes(buf[pos + 4 : pos + 4 + n]))
+                conn._on_frame(bytes(buf[pos + 4:pos + 4 + n]))
             pos += 4 + n
         return pos
 
@@ -234,17 +233,15 @@ class NodeConnection:
         # the REG_SEND control message of every call to rex
         self._reg_send_rex = b"p" + encode((REG_SEND, self._self_pid, _ATOM_EMPTY, _ATOM_REX))
         # {'$gen_call', {SelfPid, _ ...
-        self._gen_call_head = b"\x83\x68\x03" + encode_body(_ATOM_GEN_CALL) + b"\x68\x02" + pid
+        self._gen_call_head = (b"\x83\x68\x03" + encode_body(_ATOM_GEN_CALL) + b"\x68\x02"
+                               + pid)
         # ... {call, _ ...
         self._call_head = b"\x68\x05" + encode_body(_ATOM_CALL)
         self._user = encode_body(_ATOM_USER)
         # how the node addresses a reply to us: 'p' + {SEND, '', SelfPid}, then {Ref, _}
         self._send_to_us = b"p" + encode((SEND, _ATOM_EMPTY, self._self_pid)) + b"\x83\x68\x02"
-        self._ref_head = (
-            struct.pack(">BH", 90, 3)
-            + encode_body(self._self_pid.node)
+        self._ref_head = struct.pack(">BH", 90, 3) + encode_body(self._self_pid.node) \
             + struct.pack(">I", self._creation)
-        )
 
     def _atom(self, name: str) -> bytes:
         raw = self._atoms.get(name)
@@ -271,12 +268,8 @@ class NodeConnection:
     async def __aenter__(self) -> NodeConnection:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
         await self.close()
 
     async def close(self) -> None:
@@ -323,7 +316,7 @@ class NodeConnection:
             # fast path for RPC replies: the control message and the reference are the
             # bytes we expect; look the call up by its encoded reference, decode the result
             end = len(head) + len(self._ref_head) + 12
-            fut = self._pending.pop(frame[len(head) : end], None)
+            fut = self._pending.pop(frame[len(head):end], None)
             if fut is not None:
                 try:
                     result, _ = decode_body_from(frame, end)
@@ -368,10 +361,8 @@ class NodeConnection:
                 try:
                     await self.rpc("erlang", "node", [], timeout=PROBE_TIMEOUT)
                 except DistError:
-                    self._lost(
-                        f"nothing received for {IDLE_LIMIT:g} s and no answer to a "
-                        f"probe (tick timeout)"
-                    )
+                    self._lost(f"nothing received for {IDLE_LIMIT:g} s and no answer to a "
+                               f"probe (tick timeout)")
                     return
                 continue
             if now - self._last_tx >= KEEPALIVE_INTERVAL and self._transport is not None:
@@ -383,16 +374,11 @@ class NodeConnection:
         """A fresh reference, encoded (NEWER_REFERENCE with three words)."""
         n = next(self._ref_counter)
         # first word limited to 18 bits, as the runtime makes them
-        return self._ref_head + _three_words(n & 0x3FFFF, (n >> 18) & 0xFFFFFFFF, self._ref_salt)
+        return self._ref_head + _three_words(n & 0x3FFFF, (n >> 18) & 0xFFFFFFFF,
+                                             self._ref_salt)
 
-    async def rpc(
-        self,
-        module: str,
-        function: str,
-        args: list[Any] | tuple[Any, ...] = (),
-        *,
-        timeout: float | None = None,
-    ) -> Any:
+    async def rpc(self, module: str, function: str, args: list[Any] | tuple[Any, ...] = (),
+                  *, timeout: float | None = None) -> Any:
         """Call ``module:function(*args)`` on the node via ``rex`` and return the result.
 
         Args:
@@ -414,23 +400,16 @@ class NodeConnection:
         ref = self._new_ref()
         # {'$gen_call', {SelfPid, Ref}, {call, Mod, Fun, Args, user}}, spliced from
         # pre-encoded parts: this is the hot path of every call
-        parts = (
-            self._reg_send_rex,
-            self._gen_call_head,
-            ref,
-            self._call_head,
-            self._atom(module),
-            self._atom(function),
-            _encode_args(args),
-            self._user,
-        )
+        parts = (self._reg_send_rex, self._gen_call_head, ref, self._call_head,
+                 self._atom(module), self._atom(function), _encode_args(args), self._user)
         if not self._can_write.is_set():
             # back-pressure: the peer reads slower than we send; counts in the timeout
             start = self._loop.time()
             try:
                 await asyncio.wait_for(self._can_write.wait(), timeout)
             except TimeoutError as exc:
-                raise DistTimeout("rpc", timeout or 0, f"{self.node} {module}:{function}") from exc
+                raise DistTimeout("rpc", timeout or 0, f"{self.node} {module}:{function}") \
+                    from exc
             if timeout is not None:
                 timeout = max(0.0, timeout - (self._loop.time() - start))
             if self.closed:
@@ -445,7 +424,8 @@ class NodeConnection:
                 try:
                     result = await asyncio.wait_for(fut, timeout)
                 except TimeoutError as exc:
-                    raise DistTimeout("rpc", timeout, f"{self.node} {module}:{function}") from exc
+                    raise DistTimeout("rpc", timeout, f"{self.node} {module}:{function}") \
+                        from exc
         finally:
             self._pending.pop(ref, None)
         if type(result) is tuple and len(result) == 2 and result[0] == _ATOM_BADRPC:
@@ -479,18 +459,16 @@ class NodeConnection:
         return bool(result == "true")
 
 
-async def _open(
-    node: str, cookie: str, *, timeout: float, epmd_port: int, local_host: str | None
-) -> NodeConnection:
+async def _open(node: str, cookie: str, *, timeout: float, epmd_port: int,
+                local_host: str | None) -> NodeConnection:
     if not cookie:
         raise ValueError("the cookie is empty")
     alive, host = split_node(node)
     loop = asyncio.get_running_loop()
     info = await epmd.port_please(host, alive, port=epmd_port, timeout=timeout)
     if info.highest_version < 6:
-        raise HandshakeRejected(
-            node, f"distribution version {info.highest_version} (need 6, OTP 23+)"
-        )
+        raise HandshakeRejected(node, f"distribution version {info.highest_version} "
+                                      f"(need 6, OTP 23+)")
     conn: NodeConnection | None = None
 
     def factory() -> _DistProtocol:
@@ -502,18 +480,17 @@ async def _open(
 
     try:
         transport, protocol = await asyncio.wait_for(
-            loop.create_connection(factory, host, info.port), timeout
-        )
+            loop.create_connection(factory, host, info.port), timeout)
     except TimeoutError as exc:
         raise DistTimeout("connect", timeout, f"{node} ({host}:{info.port})") from exc
     except OSError as exc:
-        raise ConnectionLost(
-            node, f"cannot connect to {host}:{info.port}: {exc.strerror or exc}"
-        ) from exc
+        raise ConnectionLost(node, f"cannot connect to {host}:{info.port}: "
+                                   f"{exc.strerror or exc}") from exc
     assert conn is not None
     conn._transport = transport
     sock_host = str(transport.get_extra_info("sockname")[0])
-    conn._set_identity(f"beamfleet-{secrets.token_hex(5)}@{_format_host(local_host or sock_host)}")
+    conn._set_identity(
+        f"beamfleet-{secrets.token_hex(5)}@{_format_host(local_host or sock_host)}")
     try:
         await asyncio.wait_for(_handshake(conn, protocol, cookie), timeout)
     except TimeoutError as exc:
@@ -584,21 +561,11 @@ class connect:  # reads as a function: ``await connect(...)`` or ``async with co
         DistTimeout (``.step`` is "epmd", "connect" or "handshake"), ConnectionLost.
     """
 
-    def __init__(
-        self,
-        node: str,
-        cookie: str,
-        *,
-        timeout: float = 5.0,
-        epmd_port: int = epmd.EPMD_PORT,
-        local_host: str | None = None,
-    ) -> None:
+    def __init__(self, node: str, cookie: str, *, timeout: float = 5.0,
+                 epmd_port: int = epmd.EPMD_PORT, local_host: str | None = None) -> None:
         self._args = (node, cookie)
-        self._kwargs: dict[str, Any] = {
-            "timeout": timeout,
-            "epmd_port": epmd_port,
-            "local_host": local_host,
-        }
+        self._kwargs: dict[str, Any] = {"timeout": timeout, "epmd_port": epmd_port,
+                                        "local_host": local_host}
         self._conn: NodeConnection | None = None
 
     def __await__(self) -> Generator[Any, None, NodeConnection]:
@@ -608,11 +575,7 @@ class connect:  # reads as a function: ``await connect(...)`` or ``async with co
         self._conn = await _open(*self._args, **self._kwargs)
         return self._conn
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
         if self._conn is not None:
             await self._conn.close()

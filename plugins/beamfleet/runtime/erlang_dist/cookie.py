@@ -33,9 +33,8 @@ def read_cookie_file(path: str | os.PathLike[str]) -> str:
     try:
         raw = p.read_bytes()
     except FileNotFoundError as exc:
-        raise CookieFileError(
-            f"cookie file {p} does not exist; pass --cookie-file or set BEAMFLEET_COOKIE_FILE"
-        ) from exc
+        raise CookieFileError(f"cookie file {p} does not exist; pass --cookie-file or set "
+                              f"BEAMFLEET_COOKIE_FILE") from exc
     except OSError as exc:
         raise CookieFileError(f"cannot read cookie file {p}: {exc.strerror}") from exc
     try:

@@ -68,9 +68,8 @@ async def _request(host: str, body: bytes, *, port: int, timeout: float) -> byte
         writer.close()
 
 
-async def port_please(
-    host: str, alive: str, *, port: int = EPMD_PORT, timeout: float = 2.0
-) -> EpmdNode:
+async def port_please(host: str, alive: str, *, port: int = EPMD_PORT,
+                      timeout: float = 2.0) -> EpmdNode:
     """Ask the EPMD on ``host`` where node ``alive`` (the part before ``@``) listens.
 
     Raises:
@@ -78,9 +77,8 @@ async def port_please(
         NodeNotRegistered: EPMD has no node called ``alive``.
         DistTimeout: ``step == "epmd"`` when EPMD did not answer within ``timeout``.
     """
-    raw = await _request(
-        host, bytes([PORT_PLEASE2_REQ]) + alive.encode("utf-8"), port=port, timeout=timeout
-    )
+    raw = await _request(host, bytes([PORT_PLEASE2_REQ]) + alive.encode("utf-8"),
+                         port=port, timeout=timeout)
     node = f"{alive}@{_strip_brackets(host)}"
     if len(raw) < 2 or raw[0] != PORT2_RESP:
         if not raw:
@@ -92,12 +90,11 @@ async def port_please(
         raise NodeNotRegistered(node)
     try:
         node_port, node_type, protocol, highest, lowest, nlen = struct.unpack_from(
-            ">HBBHHH", raw, 2
-        )
-        name = raw[12 : 12 + nlen].decode("utf-8")
+            ">HBBHHH", raw, 2)
+        name = raw[12:12 + nlen].decode("utf-8")
         pos = 12 + nlen
         (elen,) = struct.unpack_from(">H", raw, pos) if len(raw) >= pos + 2 else (0,)
-        extra = raw[pos + 2 : pos + 2 + elen]
+        extra = raw[pos + 2:pos + 2 + elen]
     except (struct.error, UnicodeDecodeError) as exc:
         raise EpmdUnreachable(host, port, f"malformed PORT2_RESP ({exc})") from exc
     return EpmdNode(name, node_port, node_type, protocol, highest, lowest, extra)

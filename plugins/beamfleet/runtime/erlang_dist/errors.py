@@ -50,7 +50,7 @@ class HandshakeRejected(DistError):
         hint = {
             "nok": "the node is busy setting up a connection to us; retry",
             "not_allowed": "the node refuses our capabilities or our host "
-            "(check its net_kernel:allow/1 and OTP version)",
+                           "(check its net_kernel:allow/1 and OTP version)",
             "alive": "a connection with our name already exists",
         }.get(status, "see the remote node's log")
         super().__init__(f"handshake with {node} rejected with status {status!r}: {hint}")
@@ -63,7 +63,7 @@ class AuthenticationFailed(DistError):
         self.node = node
         super().__init__(
             f"authentication with {node} failed: the cookies differ (the node's cookie is "
-            f'not the one we used); its log says "Invalid challenge reply"'
+            f"not the one we used); its log says \"Invalid challenge reply\""
         )
 
 

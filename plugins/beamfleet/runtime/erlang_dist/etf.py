@@ -371,9 +371,8 @@ def decode_body_from(data: bytes, pos: int) -> tuple[Any, int]:
     return _guarded(_decode, data, pos)
 
 
-def _guarded(
-    func: Callable[[bytes, int], tuple[Any, int]], buf: bytes, pos: int
-) -> tuple[Any, int]:
+def _guarded(func: Callable[[bytes, int], tuple[Any, int]], buf: bytes,
+             pos: int) -> tuple[Any, int]:
     """Run a decoder, turning every way malformed input can fail into TermCodecError."""
     try:
         return func(buf, pos)
@@ -392,7 +391,7 @@ def _decode_compressed(buf: bytes, pos: int) -> tuple[Any, int]:
     if size > MAX_INFLATED:
         raise TermCodecError(f"compressed term claims {size} bytes, over the limit")
     inflater = zlib.decompressobj()
-    body = inflater.decompress(buf[pos + 4 :], size)
+    body = inflater.decompress(buf[pos + 4:], size)
     if len(body) != size or not inflater.eof:
         raise TermCodecError("compressed term does not inflate to its declared size")
     end = len(buf) - len(inflater.unused_data)
@@ -453,7 +452,7 @@ def _d_new_float(buf: bytes, pos: int) -> tuple[Any, int]:
 
 def _d_float(buf: bytes, pos: int) -> tuple[Any, int]:
     _need(buf, pos, 31)
-    text = buf[pos : pos + 31].split(b"\x00", 1)[0].decode("ascii")
+    text = buf[pos:pos + 31].split(b"\x00", 1)[0].decode("ascii")
     return float(text), pos + 31
 
 
@@ -461,28 +460,28 @@ def _d_small_atom_utf8(buf: bytes, pos: int) -> tuple[Any, int]:
     n = buf[pos]
     pos += 1
     _need(buf, pos, n)
-    return _atom(buf[pos : pos + n], "utf-8"), pos + n
+    return _atom(buf[pos:pos + n], "utf-8"), pos + n
 
 
 def _d_atom_utf8(buf: bytes, pos: int) -> tuple[Any, int]:
     (n,) = _u16(buf, pos)
     pos += 2
     _need(buf, pos, n)
-    return _atom(buf[pos : pos + n], "utf-8"), pos + n
+    return _atom(buf[pos:pos + n], "utf-8"), pos + n
 
 
 def _d_small_atom(buf: bytes, pos: int) -> tuple[Any, int]:
     n = buf[pos]
     pos += 1
     _need(buf, pos, n)
-    return _atom(buf[pos : pos + n], "latin-1"), pos + n
+    return _atom(buf[pos:pos + n], "latin-1"), pos + n
 
 
 def _d_atom(buf: bytes, pos: int) -> tuple[Any, int]:
     (n,) = _u16(buf, pos)
     pos += 2
     _need(buf, pos, n)
-    return _atom(buf[pos : pos + n], "latin-1"), pos + n
+    return _atom(buf[pos:pos + n], "latin-1"), pos + n
 
 
 def _d_tuple_items(buf: bytes, pos: int, n: int) -> tuple[Any, int]:
@@ -511,7 +510,7 @@ def _d_string(buf: bytes, pos: int) -> tuple[Any, int]:
     (n,) = _u16(buf, pos)
     pos += 2
     _need(buf, pos, n)
-    return list(buf[pos : pos + n]), pos + n
+    return list(buf[pos:pos + n]), pos + n
 
 
 def _d_list(buf: bytes, pos: int) -> tuple[Any, int]:
@@ -535,7 +534,7 @@ def _d_binary(buf: bytes, pos: int) -> tuple[Any, int]:
     (n,) = _u32(buf, pos)
     pos += 4
     _need(buf, pos, n)
-    return buf[pos : pos + n], pos + n
+    return buf[pos:pos + n], pos + n
 
 
 def _d_bit_binary(buf: bytes, pos: int) -> tuple[Any, int]:
@@ -543,7 +542,7 @@ def _d_bit_binary(buf: bytes, pos: int) -> tuple[Any, int]:
     bits = buf[pos + 4]
     pos += 5
     _need(buf, pos, n)
-    data = buf[pos : pos + n]
+    data = buf[pos:pos + n]
     if bits == 8 or (n == 0 and bits == 0):
         return data, pos + n
     if not 1 <= bits <= 7 or n == 0:
@@ -555,7 +554,7 @@ def _d_big(buf: bytes, pos: int, n: int) -> tuple[Any, int]:
     sign = buf[pos]
     pos += 1
     _need(buf, pos, n)
-    value = int.from_bytes(buf[pos : pos + n], "little")
+    value = int.from_bytes(buf[pos:pos + n], "little")
     return (-value if sign else value), pos + n
 
 
@@ -657,7 +656,7 @@ def _d_new_fun(buf: bytes, pos: int) -> tuple[Any, int]:
     if size < 4:
         raise TermCodecError("fun with an impossible size")
     _need(buf, pos, size)
-    return OpaqueFun(buf[pos : pos + size]), pos + size
+    return OpaqueFun(buf[pos:pos + size]), pos + size
 
 
 _DECODERS: dict[int, Callable[[bytes, int], tuple[Any, int]]] = {

@@ -41,39 +41,23 @@ ALIAS = 1 << 35
 # What we announce. Hidden (no PUBLISHED); no atom cache, fragments or alias, so every
 # message arrives as a plain 'p' frame with self-contained terms.
 OUR_FLAGS = (
-    EXTENDED_REFERENCES
-    | DIST_MONITOR
-    | FUN_TAGS
-    | DIST_MONITOR_NAME
-    | NEW_FUN_TAGS
-    | EXTENDED_PIDS_PORTS
-    | EXPORT_PTR_TAG
-    | BIT_BINARIES
-    | NEW_FLOATS
-    | UTF8_ATOMS
-    | MAP_TAG
-    | BIG_CREATION
-    | HANDSHAKE_23
-    | UNLINK_ID
-    | MANDATORY_25_DIGEST
-    | V4_NC
+    EXTENDED_REFERENCES | DIST_MONITOR | FUN_TAGS | DIST_MONITOR_NAME | NEW_FUN_TAGS
+    | EXTENDED_PIDS_PORTS | EXPORT_PTR_TAG | BIT_BINARIES | NEW_FLOATS | UTF8_ATOMS
+    | MAP_TAG | BIG_CREATION | HANDSHAKE_23 | UNLINK_ID | MANDATORY_25_DIGEST | V4_NC
 )
 # what we need the peer to speak (OTP 23+ has all of them)
 REQUIRED_PEER_FLAGS = (
-    EXTENDED_REFERENCES
-    | EXTENDED_PIDS_PORTS
-    | UTF8_ATOMS
-    | MAP_TAG
-    | BIG_CREATION
-    | HANDSHAKE_23
-    | NEW_FLOATS
+    EXTENDED_REFERENCES | EXTENDED_PIDS_PORTS | UTF8_ATOMS | MAP_TAG | BIG_CREATION
+    | HANDSHAKE_23 | NEW_FLOATS
 )
 
 
 def digest(cookie: str, challenge: int) -> bytes:
     """MD5 of the cookie followed by the challenge as decimal text."""
     # MD5 is what the protocol mandates
-    return hashlib.md5(cookie.encode("utf-8") + str(challenge).encode("ascii")).digest()
+    return hashlib.md5(
+        cookie.encode("utf-8") + str(challenge).encode("ascii")
+    ).digest()
 
 
 def new_challenge() -> int:
@@ -116,7 +100,7 @@ def parse_challenge(node: str, body: bytes) -> Challenge:
     if body[:1] != b"N" or len(body) < 19:
         raise HandshakeRejected(node, f"malformed challenge {body[:1]!r}")
     flags, challenge, creation, nlen = struct.unpack_from(">QIIH", body, 1)
-    name = body[19 : 19 + nlen].decode("utf-8", "replace")
+    name = body[19:19 + nlen].decode("utf-8", "replace")
     missing = REQUIRED_PEER_FLAGS & ~flags
     if missing:
         raise HandshakeRejected(node, f"peer lacks capability flags {missing:#x}")
@@ -130,8 +114,5 @@ def challenge_reply(our_challenge: int, peer_challenge: int, cookie: str) -> byt
 
 def ack_ok(body: bytes, our_challenge: int, cookie: str) -> bool:
     """True when the ``'a'`` ack carries the right digest of our challenge."""
-    return (
-        len(body) == 17
-        and body[:1] == b"a"
-        and secrets.compare_digest(body[1:], digest(cookie, our_challenge))
-    )
+    return (len(body) == 17 and body[:1] == b"a"
+            and secrets.compare_digest(body[1:], digest(cookie, our_challenge)))
