@@ -9,7 +9,8 @@ import signal
 import sys
 import urllib.error
 import urllib.request
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
@@ -18,68 +19,50 @@ from beamfleet.runtime.discovery.config import DEFAULT_LISTEN, load_config
 from beamfleet.runtime.discovery.errors import ConfigError
 from beamfleet.runtime.discovery.log import JsonLog
 from beamfleet.runtime.discovery.server import parse_listen
+from beamfleet.runtime.discovery.settings import SETTINGS, Setting, setting
 from beamfleet.runtime.erlang_dist import CookieFileError, read_cookie_file
+
+LISTEN_ENV = setting("listen").env
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def click_option(s: Setting) -> Callable[[F], F]:
+    """The click option for one declared setting (its help carries default and env var)."""
+    if s.type is bool:
+        decls = [f"{s.flag}/--no-{s.flag[2:]}", s.name]
+        return click.option(*decls, default=None, help=s.cli_help)
+    kind: Any = click.Choice(s.choices) if s.choices else s.type
+    return click.option(
+        s.flag,
+        s.name,
+        type=kind,
+        multiple=s.repeatable,
+        metavar=s.metavar or None,
+        help=s.cli_help,
+    )
+
+
+def with_settings(command: F) -> F:
+    """Adds one option per entry of SETTINGS, listed in --help in declaration order."""
+    for s in reversed(SETTINGS):
+        command = click_option(s)(command)
+    return command
 
 
 @click.command()
-@click.option(
-    "--source",
-    "sources",
-    multiple=True,
-    metavar="KIND:ARG",
-    help="Repeatable: dns:NAME, srv:NAME, rancher[:URL], static:A@H,B@H, "
-    "file:PATH, epmd:HOST (env BEAMFLEET_SOURCES, space-separated).",
-)
-@click.option("--basename", help="Name before @ for sources that give addresses.")
-@click.option(
-    "--ownership",
-    type=click.Choice(["local-epmd", "rendezvous", "all"]),
-    help="Which nodes this agent drives (default all).",
-)
-@click.option("--interval", type=float, help="Seconds between polls (default 1, ±jitter).")
-@click.option(
-    "--cookie-file", help="File holding the Erlang cookie (default $BEAMFLEET_COOKIE_FILE)."
-)
-@click.option(
-    "--listen",
-    metavar="ADDR:PORT",
-    help=f"Health/metrics/status HTTP address (default {DEFAULT_LISTEN}).",
-)
-@click.option("--config", "config_file", metavar="PATH", help="Optional TOML config file.")
-@click.option("--naming", help="ip (default), reverse, or a template like '{basename}@{ip}'.")
-@click.option(
-    "--nameserver", help="DNS server(s) IP[:PORT], comma-separated (default: /etc/resolv.conf)."
-)
-@click.option("--agents-dns", help="rendezvous: the agents' own DNS name.")
-@click.option("--advertise", help="rendezvous: this agent's address among --agents-dns.")
-@click.option("--jitter", type=float, help="Fraction of the interval (default 0.1).")
-@click.option("--dns-timeout", type=float, help="Per-query timeout, seconds (default 2).")
-@click.option("--connect-timeout", type=float, help="Per-connect timeout, seconds (default 3).")
-@click.option("--max-parallel", type=int, help="Connects in flight per node (default 16).")
-@click.option(
-    "--grace-polls",
-    type=int,
-    help="Successful polls a peer must be absent from before removal (default 3).",
-)
-@click.option("--grace-seconds", type=float, help="... and seconds (default 10).")
-@click.option(
-    "--allow-empty/--no-allow-empty",
-    default=None,
-    help="Accept an empty answer as 'no peers' (default: keep the last good set).",
-)
-@click.option("--backoff-max", type=float, help="Cap of a failing source's backoff (10 s).")
-@click.option("--epmd-port", type=int, help="EPMD port on the nodes' hosts (default 4369).")
-@click.option("--log-level", type=click.Choice(["info", "debug"]))
-def agent(sources: tuple[str, ...], config_file: str | None, **flags: Any) -> None:
+@with_settings
+def agent(source: tuple[str, ...], config: str | None, **flags: Any) -> None:
     """Run the discovery agent that meshes BEAM nodes.
 
     Example: BEAMFLEET_COOKIE_FILE=/run/secrets/cookie beamfleet agent
     --source static:a@127.0.0.1,b@127.0.0.1 --ownership all --interval 1
     """
     try:
-        config = load_config(flags, list(sources), config_file=config_file)
-        cookie = read_cookie_file(config.cookie_file)
-        instance = Agent.from_config(config, cookie, log=JsonLog(level=config.log_level))
+        loaded = load_config(flags, list(source), config_file=config)
+        cookie = read_cookie_file(loaded.cookie_file)
+        instance = Agent.from_config(loaded, cookie, log=JsonLog(level=loaded.log_level))
     except (ConfigError, CookieFileError) as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -101,14 +84,14 @@ def agent(sources: tuple[str, ...], config_file: str | None, **flags: Any) -> No
     "--listen",
     default=None,
     metavar="ADDR:PORT",
-    help=f"The agent's --listen address (default $BEAMFLEET_LISTEN or {DEFAULT_LISTEN}).",
+    help=f"The agent's --listen address (default ${LISTEN_ENV} or {DEFAULT_LISTEN}).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the raw JSON status.")
 @click.option("--timeout", type=float, default=5.0, show_default=True)
 def status(listen: str | None, as_json: bool, timeout: float) -> None:
     """Ask a running agent for its state. Exit 0 healthy, 1 unhealthy, 2 unreachable."""
     try:
-        host, port = parse_listen(listen or os.environ.get("BEAMFLEET_LISTEN") or DEFAULT_LISTEN)
+        host, port = parse_listen(listen or os.environ.get(LISTEN_ENV) or DEFAULT_LISTEN)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
     if host in ("0.0.0.0", "::"):

@@ -1,7 +1,14 @@
-"""Sources of desired peers, one module each, all behind :class:`Source`.
+"""Peer sources: where the agent learns which nodes should form the cluster.
 
-``build_source("dns", "tasks.app", basename="app", ...)`` turns a ``--source KIND:ARG``
-into a source object.
+Each kind lives in its own module, which ends with a :class:`SourceKind` declaration
+(its kind, usage, example, help, whether it needs ``--basename``, and its constructor).
+:data:`REGISTRY` collects them; validation messages, ``--source`` help and the docs are
+derived from it. To add a kind, write the module and add it to :data:`REGISTRY`.
+
+Example::
+
+    build_source("dns", "tasks.app", basename="app", naming=PeerNaming.parse("ip"),
+                 resolver=StubResolver.from_system)
 """
 
 from __future__ import annotations
@@ -10,51 +17,66 @@ from collections.abc import Callable
 
 from beamfleet.runtime.discovery.errors import ConfigError
 from beamfleet.runtime.discovery.peers import PeerNaming
+from beamfleet.runtime.discovery.sources import dns, epmd, file, rancher, srv, static
 from beamfleet.runtime.discovery.sources.base import Source
 from beamfleet.runtime.discovery.sources.dns import DnsSource
 from beamfleet.runtime.discovery.sources.epmd import EpmdSource
 from beamfleet.runtime.discovery.sources.file import FileSource
+from beamfleet.runtime.discovery.sources.kind import BuildContext, SourceKind, SourceSpec
 from beamfleet.runtime.discovery.sources.rancher import RancherSource
 from beamfleet.runtime.discovery.sources.resolver import StubResolver
 from beamfleet.runtime.discovery.sources.srv import SrvSource
 from beamfleet.runtime.discovery.sources.static import StaticSource
 
-KINDS = ("dns", "srv", "rancher", "static", "file", "epmd")
-NEEDS_BASENAME = ("dns", "srv", "rancher")
+REGISTRY: dict[str, SourceKind] = {
+    m.SOURCE_KIND.kind: m.SOURCE_KIND for m in (dns, srv, rancher, static, file, epmd)
+}
+"""Every kind of peer source by its ``KIND``, in the order help and docs list them."""
+
+KINDS = tuple(REGISTRY)
 
 __all__ = [
     "KINDS",
+    "REGISTRY",
+    "BuildContext",
     "DnsSource",
     "EpmdSource",
     "FileSource",
     "RancherSource",
     "Source",
+    "SourceKind",
+    "SourceSpec",
     "SrvSource",
     "StaticSource",
     "StubResolver",
     "build_source",
     "source_problems",
+    "sources_help",
+    "split_source",
 ]
+
+
+def split_source(text: str) -> tuple[str, str]:
+    """``"dns:tasks.app"`` -> ``("dns", "tasks.app")``; ``"rancher"`` -> ``("rancher", "")``."""
+    kind, _, arg = text.partition(":")
+    return kind.strip(), arg.strip()
+
+
+def sources_help() -> str:
+    """The usage forms of every kind, e.g. ``"dns:NAME, srv:NAME, ..."`` (for ``--help``)."""
+    return ", ".join(k.usage for k in REGISTRY.values())
 
 
 def source_problems(kind: str, arg: str, basename: str | None) -> list[str]:
     """Problems with one ``--source`` value (empty when it is fine)."""
     spec = f"--source {kind}:{arg}" if arg else f"--source {kind}"
-    if kind not in KINDS:
-        return [f"{spec}: unknown kind {kind!r}; use one of {', '.join(KINDS)}"]
+    declared = REGISTRY.get(kind)
+    if declared is None:
+        return [f"{spec}: unknown kind {kind!r}; use one of: {sources_help()}"]
     problems = []
-    if kind != "rancher" and not arg:
-        problems.append(
-            f"{spec}: {kind} needs an argument, e.g. "
-            + {
-                "dns": "dns:tasks.app",
-                "srv": "srv:_erlang._tcp.app.internal",
-                "static": "static:app@10.0.0.1,app@10.0.0.2",
-                "file": "file:/etc/beamfleet/peers",
-                "epmd": "epmd:10.0.0.1",
-            }[kind]
-        )
-    if kind in NEEDS_BASENAME and not basename:
+    if declared.arg_required and not arg:
+        problems.append(f"{spec}: {kind} needs an argument, e.g. {declared.example_spec}")
+    if declared.needs_basename and not basename:
         problems.append(
             f"{spec}: gives addresses, so it needs --basename NAME "
             "(the part before @ in the node names)"
@@ -71,24 +93,9 @@ def build_source(
     resolver: Callable[[], StubResolver],
     timeout: float = 2.0,
 ) -> Source:
-    """A source for ``--source KIND:ARG`` (validated with :func:`source_problems` first)."""
+    """The peer source for ``--source KIND:ARG``; raises :class:`ConfigError` when invalid."""
     problems = source_problems(kind, arg, basename)
     if problems:
         raise ConfigError(problems)
-    if kind == "dns":
-        assert basename
-        return DnsSource(arg, basename=basename, resolver=resolver(), naming=naming)
-    if kind == "srv":
-        assert basename
-        return SrvSource(arg, basename=basename, resolver=resolver(), naming=naming)
-    if kind == "rancher":
-        assert basename
-        return RancherSource(arg or None, basename=basename, naming=naming, timeout=timeout)
-    if kind == "static":
-        return StaticSource(arg)
-    if kind == "file":
-        return FileSource(arg, basename=basename, naming=naming)
-    host, _, port = arg.rpartition(":") if arg.count(":") == 1 else (arg, "", "")
-    return EpmdSource(
-        host or arg, basename=basename, port=int(port) if port else 4369, timeout=timeout
-    )
+    context = BuildContext(naming=naming, resolver=resolver, timeout=timeout)
+    return REGISTRY[kind].build(SourceSpec(kind, arg, basename), context)

@@ -6,6 +6,7 @@ import asyncio
 
 from beamfleet.runtime.discovery.errors import SourceError
 from beamfleet.runtime.discovery.peers import Peer, PeerNaming
+from beamfleet.runtime.discovery.sources.kind import BuildContext, SourceKind, SourceSpec
 from beamfleet.runtime.discovery.sources.resolver import LookupFailed, StubResolver
 
 
@@ -56,3 +57,18 @@ class DnsSource:
         return await name_addresses(
             self.label, self.resolver, self.basename, self._naming, addresses
         )
+
+
+def _build(spec: SourceSpec, ctx: BuildContext) -> DnsSource:
+    assert spec.basename  # validated: dns needs a basename
+    return DnsSource(spec.arg, basename=spec.basename, resolver=ctx.resolver(), naming=ctx.naming)
+
+
+SOURCE_KIND = SourceKind(
+    kind="dns",
+    usage="dns:NAME",
+    example="tasks.app",
+    help="A and AAAA records of NAME, each address one node: basename@IP (IPv4 and IPv6)",
+    needs_basename=True,
+    build=_build,
+)

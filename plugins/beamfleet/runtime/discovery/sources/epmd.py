@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from beamfleet.runtime.constants import EPMD_PORT
 from beamfleet.runtime.discovery.errors import SourceError
 from beamfleet.runtime.discovery.peers import Peer
+from beamfleet.runtime.discovery.sources.kind import BuildContext, SourceKind, SourceSpec
 from beamfleet.runtime.erlang_dist import DistError
 from beamfleet.runtime.erlang_dist import epmd as epmd_client
 
@@ -37,3 +39,24 @@ class EpmdSource:
             for alive in names
             if self.basename is None or alive == self.basename
         }
+
+
+def _build(spec: SourceSpec, ctx: BuildContext) -> EpmdSource:
+    # HOST or HOST:PORT; an IPv6 address (several colons) never carries a port here
+    host, _, port = spec.arg.rpartition(":") if spec.arg.count(":") == 1 else (spec.arg, "", "")
+    return EpmdSource(
+        host or spec.arg,
+        basename=spec.basename,
+        port=int(port) if port else EPMD_PORT,
+        timeout=ctx.timeout,
+    )
+
+
+SOURCE_KIND = SourceKind(
+    kind="epmd",
+    usage="epmd:HOST[:PORT]",
+    example="10.0.0.1",
+    help="the names registered in the EPMD at HOST: alive@HOST (only --basename's, when set)",
+    needs_basename=False,
+    build=_build,
+)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from beamfleet.runtime.discovery.errors import SourceError
 from beamfleet.runtime.discovery.peers import Peer, PeerNaming, is_ip, is_node_name
+from beamfleet.runtime.discovery.sources.kind import BuildContext, SourceKind, SourceSpec
 
 
 def parse_lines(text: str, basename: str | None, naming: PeerNaming) -> tuple[set[Peer], list[str]]:
@@ -72,3 +73,17 @@ class FileSource:
 
     async def poll(self) -> set[Peer]:
         return await asyncio.to_thread(self._read)
+
+
+def _build(spec: SourceSpec, ctx: BuildContext) -> FileSource:
+    return FileSource(spec.arg, basename=spec.basename, naming=ctx.naming)
+
+
+SOURCE_KIND = SourceKind(
+    kind="file",
+    usage="file:PATH",
+    example="/etc/beamfleet/peers",
+    help="a watched hosts-style file: one NAME@HOST, or one address (with --basename), per line",
+    needs_basename=False,
+    build=_build,
+)

@@ -10,6 +10,7 @@ from typing import Any
 
 from beamfleet.runtime.discovery.errors import SourceError
 from beamfleet.runtime.discovery.peers import Peer, PeerNaming, is_ip
+from beamfleet.runtime.discovery.sources.kind import BuildContext, SourceKind, SourceSpec
 
 DEFAULT_URL = "http://rancher-metadata/latest/self/service"
 
@@ -77,3 +78,22 @@ class RancherSource:
         ips = container_addresses(service)
         self.empty_reason = "" if ips else "the service lists no container with an address"
         return {Peer(self._naming.name(self.basename, ip), ip) for ip in ips}
+
+
+def _build(spec: SourceSpec, ctx: BuildContext) -> RancherSource:
+    assert spec.basename  # validated: rancher needs a basename
+    return RancherSource(
+        spec.arg or None, basename=spec.basename, naming=ctx.naming, timeout=ctx.timeout
+    )
+
+
+SOURCE_KIND = SourceKind(
+    kind="rancher",
+    usage="rancher[:URL]",
+    example=DEFAULT_URL,
+    help=f"the running containers of the Rancher 1.x metadata API's service (JSON; default URL "
+    f"{DEFAULT_URL})",
+    needs_basename=True,
+    arg_required=False,
+    build=_build,
+)

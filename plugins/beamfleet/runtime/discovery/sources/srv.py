@@ -10,13 +10,14 @@ from dns.rdtypes.IN.SRV import SRV
 from beamfleet.runtime.discovery.errors import SourceError
 from beamfleet.runtime.discovery.peers import Peer, PeerNaming
 from beamfleet.runtime.discovery.sources.dns import name_addresses
+from beamfleet.runtime.discovery.sources.kind import BuildContext, SourceKind, SourceSpec
 from beamfleet.runtime.discovery.sources.resolver import LookupFailed, StubResolver
 
 
 class SrvSource:
     """Each SRV target's addresses become peers (``basename@<ip>``); with
     ``--naming reverse`` (or ``target_names=True``) peers are named after the SRV targets
-    themselves (``basename@<target>``), without address or PTR lookups.
+    themselves (``basename@TARGET``), without address or PTR lookups.
 
     Example::
 
@@ -73,3 +74,19 @@ class SrvSource:
         return await name_addresses(
             self.label, self.resolver, self.basename, self._naming, addresses
         )
+
+
+def _build(spec: SourceSpec, ctx: BuildContext) -> SrvSource:
+    assert spec.basename  # validated: srv needs a basename
+    return SrvSource(spec.arg, basename=spec.basename, resolver=ctx.resolver(), naming=ctx.naming)
+
+
+SOURCE_KIND = SourceKind(
+    kind="srv",
+    usage="srv:NAME",
+    example="_erlang._tcp.app.internal",
+    help="SRV targets of NAME, then their addresses (glue or A/AAAA lookups); "
+    "with --naming reverse, basename@TARGET",
+    needs_basename=True,
+    build=_build,
+)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from beamfleet.runtime.discovery.errors import ConfigError
 from beamfleet.runtime.discovery.peers import Peer, is_node_name
+from beamfleet.runtime.discovery.sources.kind import BuildContext, SourceKind, SourceSpec
 
 
 class StaticSource:
@@ -32,3 +33,17 @@ class StaticSource:
 
     async def poll(self) -> set[Peer]:
         return set(self._peers)
+
+
+def _build(spec: SourceSpec, ctx: BuildContext) -> StaticSource:
+    return StaticSource(spec.arg)
+
+
+SOURCE_KIND = SourceKind(
+    kind="static",
+    usage="static:A@H,B@H",
+    example="app@10.0.0.1,app@10.0.0.2",
+    help="exactly these full node names",
+    needs_basename=False,
+    build=_build,
+)
