@@ -299,7 +299,8 @@ def test_rendezvous_agents_split_nodes_and_take_over(lab, dns, hosts, beams, age
     dns.set_records({"app.test": [n.host for n in nodes[:4]],
                      "agents.test": [h.ip4 for h in agent_hosts]})
     port = 19231
-    args = [*dns_agent_args(dns), "--ownership", "rendezvous", "--agents-dns", "agents.test"]
+    args = [*dns_agent_args(dns), "--ownership", "rendezvous", "--agents-dns", "agents.test",
+            "--status-public"]
     a1 = agents(*args, netns=agent_hosts[0].name, port=port)
     a2 = agents(*args, netns=agent_hosts[1].name, port=port)
     wait_for(lambda: exact_mesh(nodes[:4]), 30, "4-node mesh by two agents")
@@ -355,7 +356,8 @@ def test_control_plain_disconnect_does_cut_off_a_remaining_node(hosts, beams) ->
 def test_local_epmd_agents_each_drive_their_own_node(dns, hosts, beams, agents) -> None:
     nodes = beams(hosts[:3])
     set_app(dns, nodes)
-    procs = [agents(*dns_agent_args(dns), "--ownership", "local-epmd", netns=h.name, port=19232)
+    procs = [agents(*dns_agent_args(dns), "--ownership", "local-epmd", "--status-public",
+                    netns=h.name, port=19232)
              for h in hosts[:3]]
     wait_for(lambda: exact_mesh(nodes), 30, "3-node mesh by three local agents")
 

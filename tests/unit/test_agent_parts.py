@@ -285,6 +285,27 @@ def test_status_view_health_verdicts_and_routes() -> None:
     assert not ok and "11.0 s ago (> 10 s)" in reason
 
 
+def test_liveness_is_not_readiness() -> None:
+    """An unreachable owned node makes the agent not ready, never not live: restarting
+    the agent cannot bring a node back, and a restart loop keeps the mesh from forming."""
+    clock = [100.0]
+    cluster = FakeCluster([A, B], bad_cookie={B})
+    view, mesh, pool = make_view(clock, cluster)
+    routes = view.routes()
+    assert routes["/livez"]()[0] == 200  # just started, no round yet
+    run(pool.open({A, B}))
+    mesh.desired, mesh.owned, mesh.last_success, mesh.last_round = {A, B}, {A, B}, 100.0, 100.0
+    assert routes["/readyz"]()[0] == 503 and routes["/livez"]()[0] == 200
+
+    clock[0] = 125.0  # rounds keep ending, but none complete: not ready, still live
+    mesh.last_round = 124.0
+    assert routes["/readyz"]()[0] == 503 and routes["/livez"]()[0] == 200
+
+    clock[0] = 160.0  # no round has ended for 36 s (> max(30 s, 10 intervals)): stuck
+    code, _, body = routes["/livez"]()
+    assert code == 503 and "the loop is stuck" in body
+
+
 def test_status_report_lists_nodes_sources_and_ownership() -> None:
     clock = [10.0]
     view, mesh, pool = make_view(clock, FakeCluster([A, B]))

@@ -8,7 +8,7 @@ round:
 - :class:`~.links.LinkPool` holds the connections to them,
 - :func:`~.reconcile.reconcile_node` connects each owned node to its missing peers,
 - :class:`~.removals.Removals` removes departed peers after their grace,
-- :class:`~.status.StatusView` answers ``/healthz`` and ``/status``.
+- :class:`~.status.StatusView` answers ``/livez``, ``/readyz`` and ``/status``.
 
 Example (what ``beamfleet agent`` does)::
 
@@ -192,6 +192,7 @@ class Agent:
             await self.removals.start(results, live, self.clock())
         for seconds in self.convergence.converged(results, self.clock()):
             self.metrics.observe_convergence(seconds)
+        self.mesh.last_round = self.clock()
         self.metrics.set("beamfleet_agent_healthy", 1.0 if self.status.healthy()[0] else 0.0)
         if any(res.failed for res in results) or len(live) < len(owned):
             self.wake.set()
@@ -233,7 +234,8 @@ class Agent:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll until ``stop`` is set; serves HTTP on ``config.listen`` meanwhile."""
-        server = HttpServer(self.status.routes())
+        private = frozenset() if self.config.status_public else frozenset({"/status"})
+        server = HttpServer(self.status.routes(), private=private)
         await server.start(*self.config.listen)
         self.log.info(
             "agent_started",

@@ -72,6 +72,7 @@ class AgentConfig:
     grace_polls: int = field(default_factory=setting("grace_polls").default_value)
     grace_seconds: float = field(default_factory=setting("grace_seconds").default_value)
     allow_empty: bool = field(default_factory=setting("allow_empty").default_value)
+    status_public: bool = field(default_factory=setting("status_public").default_value)
     backoff_max: float = field(default_factory=setting("backoff_max").default_value)
     agents_dns: str | None = field(default_factory=setting("agents_dns").default_value)
     advertise: str | None = field(default_factory=setting("advertise").default_value)

@@ -19,7 +19,7 @@ _HELP = {
     "beamfleet_agent_owned_nodes": ("gauge", "Nodes this agent drives."),
     "beamfleet_agent_node_reachable": ("gauge", "1 when the agent holds a connection to the node."),
     "beamfleet_agent_dns_tcp_retries_total": ("counter", "Truncated UDP answers retried on TCP."),
-    "beamfleet_agent_healthy": ("gauge", "1 when /healthz answers 200."),
+    "beamfleet_agent_healthy": ("gauge", "1 when /readyz answers 200."),
 }
 
 

@@ -252,6 +252,12 @@ SETTINGS: tuple[Setting, ...] = (
         "Accept an empty answer as 'no peers' (off: keep the last good set).",
     ),
     Setting(
+        "status_public",
+        bool,
+        False,
+        "Serve /status (every node's peers and errors) to any client, not loopback only.",
+    ),
+    Setting(
         "backoff_max",
         float,
         10.0,

@@ -1,7 +1,7 @@
 """What the agent tells the outside: the health verdict, the status JSON, the HTTP routes.
 
 Kept apart from the loop so that the answer to "is the mesh healthy, and if not, why?"
-is computed in one place, the same for ``/healthz``, ``/status``, the
+is computed in one place, the same for ``/readyz``, ``/status``, the
 ``beamfleet_agent_healthy`` gauge and ``beamfleet status``.
 
 Example::
@@ -38,6 +38,7 @@ class MeshState:
     desired: set[str] = field(default_factory=set)
     owned: set[str] = field(default_factory=set)
     last_success: float | None = None  # clock time of the last complete round
+    last_round: float | None = None  # clock time the last round ended, complete or not
     results: dict[str, NodeResult] = field(default_factory=dict)
 
 
@@ -64,10 +65,23 @@ class StatusView:
         self._metrics = metrics
         # a few missed rounds are normal (a slow source, a long connect); more are not
         self._max_age = max(5.0, 5 * interval)
+        # liveness fails only when the loop itself is stuck: a restart is the remedy then,
+        # never for a peer that is down (restarting the agent cannot bring it back)
+        self._max_round_age = max(30.0, 10 * interval)
         self._clock = clock
+        self._started = clock()
+
+    def live(self) -> tuple[bool, str]:
+        """(live, why): the loop ends rounds, whatever their outcome (``/livez``)."""
+        since = self._mesh.last_round if self._mesh.last_round is not None else self._started
+        age = self._clock() - since
+        if age > self._max_round_age:
+            what = "last round ended" if self._mesh.last_round is not None else "started"
+            return False, f"{what} {age:.1f} s ago (> {self._max_round_age:g} s): the loop is stuck"
+        return True, "ok"
 
     def healthy(self) -> tuple[bool, str]:
-        """(healthy, why): a recent complete round, and every owned node reachable."""
+        """(ready, why): a recent complete round, and every owned node reachable (``/readyz``)."""
         if self._mesh.last_success is None:
             return False, "no successful poll yet"
         age = self._clock() - self._mesh.last_success
@@ -83,9 +97,12 @@ class StatusView:
         ok, reason = self.healthy()
         now = self._clock()
         mesh = self._mesh
+        live, live_reason = self.live()
         return {
             "healthy": ok,
             "reason": reason,
+            "live": live,
+            "live_reason": live_reason,
             "ownership": self._ownership.label,
             "last_success_age": None
             if mesh.last_success is None
@@ -118,9 +135,14 @@ class StatusView:
         }
 
     def routes(self) -> dict[str, Handler]:
-        """``/healthz`` (200 or 503 with the reason), ``/metrics``, ``/status``."""
+        """``/livez``, ``/readyz`` (and its older name ``/healthz``): 200, or 503 with the
+        reason; ``/metrics``; ``/status``."""
 
-        def healthz() -> tuple[int, str, str]:
+        def livez() -> tuple[int, str, str]:
+            ok, reason = self.live()
+            return (200 if ok else 503), "text/plain", reason + "\n"
+
+        def readyz() -> tuple[int, str, str]:
             ok, reason = self.healthy()
             return (200 if ok else 503), "text/plain", reason + "\n"
 
@@ -130,4 +152,10 @@ class StatusView:
         def status() -> tuple[int, str, str]:
             return 200, "application/json", json_body(self.report())
 
-        return {"/healthz": healthz, "/metrics": metrics, "/status": status}
+        return {
+            "/livez": livez,
+            "/readyz": readyz,
+            "/healthz": readyz,
+            "/metrics": metrics,
+            "/status": status,
+        }
