@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import json
+import os
 import re
 import signal
 import time
@@ -438,3 +439,41 @@ def test_frozen_dns_server_times_out_and_disconnects_nobody(dns, hosts, beams, a
     wait_for(lambda: agent.get("/healthz")[0] == 200, 15, "healthy after DNS thaws")
     for n in nodes:
         assert not [e for e in events(n)[before[n.name]:] if e.startswith("nodedown")]
+
+
+def polls(agent: AgentProcess) -> float:
+    """``beamfleet_agent_polls_total`` of the agent's one source, read from /metrics."""
+    code, body = agent.get("/metrics")
+    assert code == 200
+    values = [float(line.rsplit(" ", 1)[1]) for line in body.splitlines()
+              if line.startswith("beamfleet_agent_polls_total")]
+    return sum(values)
+
+
+def test_a_stalled_node_slows_no_other_node(dns, hosts, beams, agents) -> None:
+    """A SIGSTOPped node keeps its TCP connection open and never answers: its RPC waits
+    for the 5 s timeout. Rounds go on at the poll interval meanwhile (0.5 s here), and a
+    new node joins the healthy ones as fast as without the stalled one."""
+    nodes = beams(hosts[:4])
+    set_app(dns, nodes[:3])
+    agent = agents(*dns_agent_args(dns))
+    wait_for(lambda: exact_mesh(nodes[:3]), 30, "3-node mesh")
+    stalled, healthy, newcomer = nodes[2], nodes[:2], nodes[3]
+    group = os.getpgid(stalled.proc.pid)
+    os.killpg(group, signal.SIGSTOP)
+    try:
+        before, started = polls(agent), time.monotonic()
+        set_app(dns, nodes)
+        everyone = {n.name for n in [*healthy, newcomer]}
+        wait_for(
+            lambda: all(everyone - {n.name} <= peers_of(n) for n in [*healthy, newcomer]),
+            15, "the newcomer meshed with the healthy nodes")
+        joined = time.monotonic() - started
+        wait_for(lambda: time.monotonic() - started >= 4.0, 5, "a 4 s window")
+        rounds = polls(agent) - before
+        assert agent.get("/livez")[0] == 200, "a stalled node must not make the agent un-live"
+    finally:
+        os.killpg(group, signal.SIGCONT)
+    # a round blocked on the stalled node's 5 s RPC would give at most one round in 4 s
+    assert rounds >= 4, f"{rounds:g} rounds in 4 s behind a stalled node (interval 0.5 s)"
+    assert joined < 3.0, f"the newcomer joined after {joined:.1f} s behind a stalled node"

@@ -116,6 +116,7 @@ class Agent:
             clock=clock,
         )
         self._quick = 0
+        self._reconciling: dict[str, asyncio.Task[NodeResult]] = {}
 
     @classmethod
     def from_config(cls, config: AgentConfig, cookie: str, *, log: JsonLog | None = None) -> Agent:
@@ -165,19 +166,7 @@ class Agent:
         owned = await self._owned(desired)
 
         live = await self.links.open(owned)
-        results = await asyncio.gather(
-            *(
-                reconcile_node(
-                    link,
-                    desired,
-                    self.poller.managed,
-                    self.settings,
-                    inflight=self.links.inflight(node),
-                    round_wait=self.round_wait,
-                )
-                for node, link in live.items()
-            )
-        )
+        results = await self._reconcile(live, desired)
         for res in results:
             self._record(res)
         for node in owned:
@@ -196,6 +185,40 @@ class Agent:
         self.metrics.set("beamfleet_agent_healthy", 1.0 if self.status.healthy()[0] else 0.0)
         if any(res.failed for res in results) or len(live) < len(owned):
             self.wake.set()
+
+    async def _reconcile(self, live: dict[str, NodeLink], desired: set[str]) -> list[NodeResult]:
+        """Reconcile every live owned node, each on its own: one slow node slows no other.
+
+        A node whose reconcile is still running from an earlier round (a stalled node's
+        RPC waits for its timeout) is not started again; the round waits at most
+        ``round_wait`` and reports the nodes that finished, the others in a later round.
+        """
+        for node in list(self._reconciling):
+            if node not in live:
+                self._reconciling.pop(node).cancel()
+        for node, link in live.items():
+            if node not in self._reconciling:
+                self._reconciling[node] = asyncio.create_task(
+                    reconcile_node(
+                        link,
+                        desired,
+                        self.poller.managed,
+                        self.settings,
+                        inflight=self.links.inflight(node),
+                        round_wait=self.round_wait,
+                    )
+                )
+        tasks = [self._reconciling[node] for node in live]
+        if tasks:
+            await asyncio.wait(tasks, timeout=self.round_wait)
+        results = []
+        for node in live:
+            task = self._reconciling[node]
+            if task.done():
+                del self._reconciling[node]
+                if not task.cancelled():
+                    results.append(task.result())
+        return results
 
     async def _owned(self, desired: set[str]) -> set[str]:
         """The nodes this agent drives now; links to the others are closed."""
@@ -250,6 +273,8 @@ class Agent:
                 await self.poll_once()
                 await self._pause(stop)
         finally:
+            for task in self._reconciling.values():
+                task.cancel()
             await self.links.close_all()
             await server.close()
             self.log.info("agent_stopped")
