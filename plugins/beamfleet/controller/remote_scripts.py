@@ -1,4 +1,4 @@
-"""The POSIX sh scripts of ``assets/remote/*.sh``, as commands to run on a host.
+"""The scripts of ``assets/remote/``, as commands to run on a host.
 
 A script is shipped the way :mod:`beamfleet.controller.operations.engine_api` ships its
 Python client: as the text of ``sh -c``, followed by its own name (``$0``, for its usage
@@ -17,7 +17,7 @@ from pyinfra.api.command import StringCommand
 
 @cache
 def script_text(name: str) -> str:
-    """The text of ``assets/remote/<name>`` (read once)."""
+    """The text of ``assets/remote/<name>`` (read once; also the Engine API client's)."""
     return resources.files("beamfleet").joinpath(f"assets/remote/{name}").read_text()
 
 

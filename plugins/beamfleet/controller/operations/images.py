@@ -8,6 +8,7 @@ use :func:`pulled`. Both do nothing when the host already has the image.
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Generator
 from pathlib import Path
 
@@ -76,4 +77,4 @@ def pulled(image: str) -> Generator[StringCommand, None, None]:
     if host.get_fact(ImageId, image=image) is not None:
         host.noop(f"{image} is already on the host")
         return
-    yield StringCommand("docker", "pull", "-q", image, ">/dev/null")
+    yield StringCommand("docker", "pull", "-q", shlex.quote(image), ">/dev/null")
