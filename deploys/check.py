@@ -16,8 +16,8 @@ from pyinfra.context import host
 
 from beamfleet.controller.deploys.agent import agent_name
 from beamfleet.controller.deploys.cluster import acting_manager, cluster_settings
-from beamfleet.controller.deploys.cookie import COOKIE_TARGET
 from beamfleet.controller.facts.beam import MeshReport, render_mesh
+from beamfleet.runtime.constants import COOKIE_MOUNT_PATH
 
 
 class MeshIncompleteError(PyinfraError):
@@ -33,7 +33,7 @@ if host.name == acting_manager().name:
         basename=app.basename,
         network=app.network,
         agent=agent_name(app),
-        cookie_file=f"/run/secrets/{COOKIE_TARGET}",
+        cookie_file=COOKIE_MOUNT_PATH,
         timeout=settings.check_timeout,
     )
     # stderr: stdout stays clean for `pyinfra --json`

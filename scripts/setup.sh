@@ -20,6 +20,7 @@ APT_PACKAGES=(
   dnsmasq-base                  # the real DNS server of the agent tests
   debootstrap                   # offline base images for the lab
   busybox dash                  # the naming shim is tested under both shells
+  shellcheck                    # lints the sh assets and these scripts (scripts/test)
   iproute2 procps openssh-client curl wget
 )
 

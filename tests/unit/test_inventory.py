@@ -131,15 +131,16 @@ def test_every_problem_is_reported_at_once():
 
 
 def test_registered_keys_become_known():
-    hosts = [*good(), spec("w3", "workers", app_replicas=3)]
-    assert problems(hosts) == ["w3: unknown data key `app_replicas`"]
-    register_keys({"app_replicas": KeySpec((int,), "replicas of the app")})
+    # A key no beamfleet deploy declares (the cluster deploy registers `app_*` on import).
+    hosts = [*good(), spec("w3", "workers", tenant_quota=3)]
+    assert problems(hosts) == ["w3: unknown data key `tenant_quota`"]
+    register_keys([KeySpec("tenant_quota", (int,), "quota of the tenant")])
     try:
         assert problems(hosts) == []
-        hosts[3].data["app_replicas"] = "3"
-        assert "`app_replicas` must be a int" in problems(hosts)[0]
+        hosts[3].data["tenant_quota"] = "3"
+        assert "`tenant_quota` must be a int" in problems(hosts)[0]
     finally:
-        del KNOWN_KEYS["app_replicas"]
+        del KNOWN_KEYS["tenant_quota"]
 
 
 def test_the_lab_inventory_is_valid(tmp_path: Path):

@@ -11,16 +11,21 @@ exactly one of the two groups; no unknown key (with the closest known key sugges
 typo); value types; every host reachable (pyinfra could connect); distinct advertise
 addresses.
 
-Other beamfleet modules declare their own keys with :func:`register_keys`.
+Each key is declared once, as a :class:`KeySpec` in the :class:`KeyTable` of the component
+that reads it (``SWARM_KEYS`` in ``deploys/swarm.py``, ``APP_KEYS``, ``AGENT_KEYS``,
+``CLUSTER_KEYS``): its name, type, default, meaning and value check. The validation, the
+settings' defaults and the key tables of docs/*.md (:meth:`KeyTable.markdown`) all come
+from that declaration. A component makes its keys known with :func:`register_keys`.
 """
 
 from __future__ import annotations
 
+import copy
 import difflib
 import ipaddress
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, TypeAlias
 from weakref import WeakKeyDictionary, WeakSet
 
 from gevent.lock import Semaphore
@@ -42,17 +47,115 @@ class InventoryValidationError(PyinfraError):
         super().__init__(f"the inventory needs fixing before anything is changed:\n{text}")
 
 
+class KeyTableError(ValueError):
+    """A key table declares a key twice, or a key it does not have was asked for."""
+
+
+Check: TypeAlias = Callable[[Any], str | None]
+"""A value check: returns an error message for a bad value, or None."""
+
+
 @dataclass(frozen=True)
 class KeySpec:
-    """A known host data key: its type, what it means, and an optional value check."""
+    """One host data key, declared once: everything else reads it from here.
 
+    + name: the data key
+    + types: the Python types a value may have
+    + help: what it means (error messages and the docs' table)
+    + default: the value when the inventory does not set it (``None``: derived or absent)
+    + check: an optional value check (:data:`Check`)
+    + default_doc: how the docs show a ``None`` default ("= `app_name`", "none", ...)
+    + type_doc: how the docs show the type, when more precise than ``types``
+
+    Example: ``KeySpec("app_replicas", (int,), "number of nodes", 3, not_negative)``.
+    """
+
+    name: str
     types: tuple[type, ...]
     help: str
-    # Returns an error message for a bad value, or None.
-    check: Callable[[Any], str | None] | None = None
+    default: Any = None
+    check: Check | None = None
+    default_doc: str | None = None
+    type_doc: str | None = None
+
+    def shown_type(self) -> str:
+        return self.type_doc or " or ".join(t.__name__ for t in self.types)
+
+    def shown_default(self) -> str:
+        if self.default_doc is not None:
+            return self.default_doc
+        if self.default is None:
+            return "none"
+        value = self.default
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        return f"`{text}`"
 
 
-def _ip(value: Any) -> str | None:
+class HostDataLike(Protocol):
+    """What :meth:`KeyTable.value` reads: pyinfra's ``host.data`` or a plain dict."""
+
+    def get(self, key: str, default: Any = None, /) -> Any: ...
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+@dataclass(frozen=True)
+class KeyTable:
+    """The keys one component reads, in the order the docs list them.
+
+    Example::
+
+        APP_KEYS = KeyTable("Application", (KeySpec("app_name", (str,), "its name", "demo"),))
+        APP_KEYS.value(host.data, "app_name")  # the host's value, else "demo"
+    """
+
+    title: str
+    specs: tuple[KeySpec, ...]
+    _by_name: dict[str, KeySpec] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        by_name: dict[str, KeySpec] = {}
+        for spec in self.specs:
+            if spec.name in by_name:
+                raise KeyTableError(f"key table {self.title!r} declares `{spec.name}` twice")
+            by_name[spec.name] = spec
+        object.__setattr__(self, "_by_name", by_name)
+
+    def __iter__(self) -> Iterator[KeySpec]:
+        return iter(self.specs)
+
+    def __getitem__(self, name: str) -> KeySpec:
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise KeyTableError(f"key table {self.title!r} has no key `{name}`") from None
+
+    def default(self, name: str) -> Any:
+        """The declared default of ``name`` (a copy: a dict default is never shared)."""
+        return copy.deepcopy(self[name].default)
+
+    def value(self, data: HostDataLike, name: str) -> Any:
+        """``name`` from host data, or its declared default when unset (or ``None``)."""
+        value = data.get(name)
+        return self.default(name) if value is None else value
+
+    def markdown(self) -> str:
+        """The table for the docs: key, type, default, meaning (one row per key)."""
+        rows = ["| key | type | default | meaning |", "|---|---|---|---|"]
+        rows += [
+            f"| `{s.name}` | {_cell(s.shown_type())} | {_cell(s.shown_default())} "
+            f"| {_cell(s.help)} |"
+            for s in self.specs
+        ]
+        return "\n".join(rows) + "\n"
+
+
+# Value checks shared by the key tables.
+
+
+def ip_address(value: Any) -> str | None:
     try:
         ipaddress.ip_address(value)
     except ValueError:
@@ -60,72 +163,43 @@ def _ip(value: Any) -> str | None:
     return None
 
 
-def _cidr(value: Any) -> str | None:
-    try:
-        ipaddress.ip_network(value)
-    except ValueError:
-        return f"{value!r} is not a network in CIDR form (e.g. 10.233.0.0/16)"
-    return None
+def cidr(example: str) -> Check:
+    """A check for a network in CIDR form; ``example`` is shown in the message."""
+
+    def check(value: Any) -> str | None:
+        try:
+            ipaddress.ip_network(value)
+        except ValueError:
+            return f"{value!r} is not a network in CIDR form (e.g. {example})"
+        return None
+
+    return check
 
 
-def _str_map(value: Any) -> str | None:
+def str_map(value: Any) -> str | None:
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
         return "keys and values must be strings"
     return None
 
 
-def _availability(value: Any) -> str | None:
-    return None if value in ("active", "pause", "drain") else "use active, pause or drain"
+def positive(value: Any) -> str | None:
+    return None if value > 0 else "must be greater than 0"
 
 
-def _networks(value: Any) -> str | None:
-    allowed = {"subnet", "attachable", "encrypted"}
-    for name, spec in value.items():
-        if not isinstance(spec, dict):
-            return f"network {name!r}: give a dict with {sorted(allowed)}"
-        unknown = set(spec) - allowed
-        if unknown:
-            return (
-                f"network {name!r}: unknown settings {sorted(unknown)} (known: {sorted(allowed)})"
-            )
-        if "subnet" in spec and (error := _cidr(spec["subnet"])):
-            return f"network {name!r}: {error}"
-    return None
+def not_negative(value: Any) -> str | None:
+    return None if value >= 0 else "must be 0 or more"
 
 
-def _host_list(value: Any) -> str | None:
-    return None if all(part.strip() for part in value.split(",")) else "comma-separated names"
+KNOWN_KEYS: dict[str, KeySpec] = {}
+"""Every key a loaded beamfleet deploy reads (filled by :func:`register_keys`)."""
 
 
-# The keys beamfleet's own deploys read.
-KNOWN_KEYS: dict[str, KeySpec] = {
-    "swarm_advertise_addr": KeySpec(
-        (str,), "address other nodes reach this host on (default: its private address)", _ip
-    ),
-    "swarm_node_labels": KeySpec((dict,), "labels of this host's swarm node", _str_map),
-    "swarm_availability": KeySpec(
-        (str,), "node availability: active, pause or drain", _availability
-    ),
-    "swarm_default_addr_pool": KeySpec(
-        (str,), "CIDR overlay networks are taken from (default 10.233.0.0/16)", _cidr
-    ),
-    "swarm_networks": KeySpec(
-        (dict,),
-        "overlay networks to create: {name: {subnet, attachable, encrypted}}",
-        _networks,
-    ),
-    "docker_daemon": KeySpec((dict,), "content of /etc/docker/daemon.json"),
-    "remove": KeySpec(
-        (str,),
-        "hosts to remove from the swarm (deploys/remove_host.py --data remove=...)",
-        _host_list,
-    ),
-}
+def register_keys(keys: Iterable[KeySpec]) -> None:
+    """Make keys known to the validation (a :class:`KeyTable`, or any KeySpecs).
 
-
-def register_keys(keys: Mapping[str, KeySpec]) -> None:
-    """Declare more known host data keys (for deploys built on top of beamfleet's)."""
-    KNOWN_KEYS.update(keys)
+    Example: ``register_keys(KeyTable("My deploy", (KeySpec("my_port", (int,), "..."),)))``.
+    """
+    KNOWN_KEYS.update((spec.name, spec) for spec in keys)
 
 
 def _connector_keys() -> set[str]:

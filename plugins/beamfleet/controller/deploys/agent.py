@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from pyinfra.api.deploy import deploy
 
 from beamfleet.controller.deploys.app import LABEL_STACK, SECOND, AppSettings
-from beamfleet.controller.deploys.cookie import COOKIE_TARGET
+from beamfleet.controller.inventory import KeySpec, KeyTable, positive
 from beamfleet.controller.operations import services
+from beamfleet.runtime.constants import AGENT_PORT, COOKIE_MOUNT_PATH, COOKIE_SECRET_TARGET
 
 AGENT_UID = 10002  # the `beamfleet` user of the agent image (assets/agent/Dockerfile)
 
@@ -29,13 +30,36 @@ _HEALTHZ = (
 )
 
 
+AGENT_KEYS = KeyTable(
+    "Discovery agent",
+    (
+        KeySpec(
+            "agent_image",
+            (str,),
+            "the agent image",
+            default_doc="built from `beamfleet/assets/agent`",
+        ),
+        KeySpec("agent_interval", (int, float), "agent poll interval, seconds", 1, positive),
+        KeySpec(
+            "agent_port",
+            (int,),
+            "agent `/healthz`, `/metrics`, status port (inside the overlay)",
+            AGENT_PORT,
+            positive,
+        ),
+    ),
+)
+
+
 @dataclass(frozen=True)
 class AgentSettings:
-    """How the agent runs (inventory data keys ``agent_*``)."""
+    """How the agent runs (inventory data keys ``agent_*``; defaults from :data:`AGENT_KEYS`)."""
 
+    # Set by the deploy to the image it built or was given: no default reference.
     image: str = ""
-    interval: float = 1.0
-    port: int = 9568
+    interval: float = AGENT_KEYS.default("agent_interval")
+    port: int = AGENT_KEYS.default("agent_port")
+    # Not inventory keys: the agent's resource limits.
     cpus: float = 0.25
     memory_mb: int = 96
 
@@ -53,7 +77,7 @@ def agent_args(app: AppSettings, agent: AgentSettings) -> list[str]:
         "--ownership", "rendezvous",
         "--agents-dns", f"tasks.{agent_name(app)}",
         "--interval", f"{agent.interval:g}",
-        "--cookie-file", f"/run/secrets/{COOKIE_TARGET}",
+        "--cookie-file", COOKIE_MOUNT_PATH,
         "--listen", f"0.0.0.0:{agent.port}",
     ]  # fmt: skip
 
@@ -73,7 +97,12 @@ def agent_spec(app: AppSettings, agent: AgentSettings, cookie_secret: str) -> di
                 "Secrets": [
                     {
                         "SecretName": cookie_secret,
-                        "File": {"Name": COOKIE_TARGET, "UID": uid, "GID": uid, "Mode": 0o400},
+                        "File": {
+                            "Name": COOKIE_SECRET_TARGET,
+                            "UID": uid,
+                            "GID": uid,
+                            "Mode": 0o400,
+                        },
                     }
                 ],
                 "Healthcheck": {

@@ -3,7 +3,8 @@
 One replicated swarm service per application, on an attachable overlay network with an
 explicit subnet (default ``10.234.0.0/24``). Each task gets
 
-* the cookie secret at ``/run/secrets/erlang_cookie`` (owner-only, for the image's user);
+* the cookie secret at :data:`~beamfleet.runtime.constants.COOKIE_MOUNT_PATH`
+  (``/run/secrets/erlang_cookie``; owner-only, for the image's user);
 * ``BEAMFLEET_CIDR`` = the overlay's subnet and ``BEAMFLEET_BASENAME``: the image's
   entrypoint runs the naming shim with them (``beamfleet-nodename --basename ...
   --cidr $BEAMFLEET_CIDR --format env --exec -- bin/app start``), so the node is
@@ -23,36 +24,122 @@ from typing import Any
 
 from pyinfra.api.deploy import deploy
 
-from beamfleet.controller.deploys.cookie import COOKIE_TARGET
+from beamfleet.controller.inventory import KeySpec, KeyTable, cidr, not_negative, positive
 from beamfleet.controller.operations import services, swarm
+from beamfleet.runtime.constants import COOKIE_MOUNT_PATH, COOKIE_SECRET_TARGET
 
 SECOND = 1_000_000_000  # the Engine API counts durations in nanoseconds
 LABEL_STACK = "com.docker.stack.namespace"  # `docker stack ls/ps/services` show both services
 
 
+def default_healthcheck(basename: str) -> str:
+    """Healthy once the node's distribution is up: its name is registered in EPMD."""
+    return f"epmd -names | grep -q '^name {basename} at'"
+
+
+def default_network(app_name: str) -> str:
+    """The application's overlay network unless ``app_network`` names one."""
+    return f"beamfleet-{app_name}"
+
+
+def _env(value: Any) -> str | None:
+    if not all(isinstance(k, str) and isinstance(v, str | int) for k, v in value.items()):
+        return "give {NAME: value} with string names"
+    return None
+
+
+APP_KEYS = KeyTable(
+    "Application",
+    (
+        KeySpec(
+            "app_name",
+            (str,),
+            "the application's service name (also the stack label, and `tasks.<app_name>` in DNS)",
+            "demo",
+        ),
+        KeySpec(
+            "app_basename",
+            (str,),
+            "node basename: nodes are `<basename>@<overlay ip>`",
+            default_doc="= `app_name`",
+        ),
+        KeySpec(
+            "app_image",
+            (str,),
+            'the image to run (see "Your own image")',
+            default_doc="built from `app_build`",
+        ),
+        KeySpec(
+            "app_build",
+            (str,),
+            "directory with the app's Dockerfile, relative to where pyinfra runs",
+            "examples/demo",
+        ),
+        KeySpec("app_replicas", (int,), "number of nodes", 3, not_negative),
+        KeySpec("app_env", (dict,), "extra environment, `{NAME: value}`", {}, _env),
+        KeySpec(
+            "app_network",
+            (str,),
+            "the overlay network",
+            default_doc=f"`{default_network('<app_name>')}`",
+        ),
+        KeySpec(
+            "app_subnet",
+            (str,),
+            "its subnet (explicit, so it never collides with your networks)",
+            "10.234.0.0/24",
+            cidr("10.234.0.0/24"),
+            type_doc="str (CIDR)",
+        ),
+        KeySpec(
+            "app_user_id",
+            (int,),
+            "UID (and GID) the image runs as: owner of the cookie file",
+            10001,
+        ),
+        KeySpec("app_cpus", (int, float), "CPU limit per task", 0.5, positive),
+        KeySpec("app_memory_mb", (int,), "memory limit per task (MiB)", 256, positive),
+        KeySpec(
+            "app_healthcheck",
+            (str,),
+            "shell healthcheck of a task",
+            default_doc=f"`{default_healthcheck('<basename>')}`",
+        ),
+    ),
+)
+
+
 @dataclass(frozen=True)
 class AppSettings:
-    """What the application service looks like (inventory data keys ``app_*``)."""
+    """What the application service looks like (inventory data keys ``app_*``).
 
-    name: str = "demo"
-    basename: str = "demo"
+    The defaults are :data:`APP_KEYS`'; ``basename`` and ``network`` left empty are derived
+    from ``name``.
+    """
+
+    name: str = APP_KEYS.default("app_name")
+    basename: str = ""
+    # Set by the deploy to the image it built or was given: no default reference.
     image: str = ""
-    replicas: int = 3
-    env: dict[str, str] = field(default_factory=dict)
-    network: str = "beamfleet-demo"
-    subnet: str = "10.234.0.0/24"
-    user_id: int = 10001
-    cpus: float = 0.5
-    memory_mb: int = 256
-    healthcheck: str | None = None
+    replicas: int = APP_KEYS.default("app_replicas")
+    env: dict[str, str] = field(default_factory=lambda: APP_KEYS.default("app_env"))
+    network: str = ""
+    subnet: str = APP_KEYS.default("app_subnet")
+    user_id: int = APP_KEYS.default("app_user_id")
+    cpus: float = APP_KEYS.default("app_cpus")
+    memory_mb: int = APP_KEYS.default("app_memory_mb")
+    healthcheck: str | None = APP_KEYS.default("app_healthcheck")
+    # Not inventory keys: the rolling update's pace.
     update_parallelism: int = 1
     update_delay_s: int = 2
     update_monitor_s: int = 15
 
-
-def default_healthcheck(basename: str) -> str:
-    """Healthy once the node's distribution is up: its name is registered in EPMD."""
-    return f"epmd -names | grep -q '^name {basename} at'"
+    def __post_init__(self) -> None:
+        # frozen: the derived defaults are set the way dataclasses set fields.
+        if not self.basename:
+            object.__setattr__(self, "basename", self.name)
+        if not self.network:
+            object.__setattr__(self, "network", default_network(self.name))
 
 
 def rolling(settings: AppSettings) -> dict[str, Any]:
@@ -72,7 +159,7 @@ def app_spec(settings: AppSettings, cookie_secret: str) -> dict[str, Any]:
         **settings.env,
         "BEAMFLEET_CIDR": settings.subnet,
         "BEAMFLEET_BASENAME": settings.basename,
-        "BEAMFLEET_COOKIE_FILE": f"/run/secrets/{COOKIE_TARGET}",
+        "BEAMFLEET_COOKIE_FILE": COOKIE_MOUNT_PATH,
     }
     uid = str(settings.user_id)
     check = settings.healthcheck or default_healthcheck(settings.basename)
@@ -89,7 +176,12 @@ def app_spec(settings: AppSettings, cookie_secret: str) -> dict[str, Any]:
                 "Secrets": [
                     {
                         "SecretName": cookie_secret,
-                        "File": {"Name": COOKIE_TARGET, "UID": uid, "GID": uid, "Mode": 0o400},
+                        "File": {
+                            "Name": COOKIE_SECRET_TARGET,
+                            "UID": uid,
+                            "GID": uid,
+                            "Mode": 0o400,
+                        },
                     }
                 ],
                 "Healthcheck": {

@@ -8,13 +8,13 @@
 3. on the acting manager: the cookie secret, the application service on its overlay, and
    the agent as a global service.
 
-Every setting is an inventory data key (see :data:`CLUSTER_KEYS` and docs/cluster.md),
+Every setting is an inventory data key (:data:`~beamfleet.controller.deploys.app.APP_KEYS`,
+:data:`~beamfleet.controller.deploys.agent.AGENT_KEYS`, :data:`CLUSTER_KEYS`; docs/cluster.md),
 read from the acting manager's data (``--data key=value`` overrides it for a run).
 """
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,64 +24,46 @@ from pyinfra.api.host import Host
 from pyinfra.context import host, state
 
 from beamfleet.controller.deploys import images
-from beamfleet.controller.deploys.agent import AgentSettings, agent_service
-from beamfleet.controller.deploys.app import AppSettings, app_service
+from beamfleet.controller.deploys.agent import AGENT_KEYS, AgentSettings, agent_service
+from beamfleet.controller.deploys.app import APP_KEYS, AppSettings, app_service
 from beamfleet.controller.deploys.cookie import cookie_secret
 from beamfleet.controller.deploys.swarm import swarm_cluster, swarm_plan
-from beamfleet.controller.inventory import KeySpec, register_keys
+from beamfleet.controller.inventory import KeySpec, KeyTable, positive, register_keys
 
-
-def _cidr(value: Any) -> str | None:
-    try:
-        ipaddress.ip_network(value)
-    except ValueError:
-        return f"{value!r} is not a network in CIDR form (e.g. 10.234.0.0/24)"
-    return None
-
-
-def _positive(value: Any) -> str | None:
-    return None if value > 0 else "must be greater than 0"
-
-
-def _not_negative(value: Any) -> str | None:
-    return None if value >= 0 else "must be 0 or more"
-
-
-def _env(value: Any) -> str | None:
-    if not all(isinstance(k, str) and isinstance(v, str | int) for k, v in value.items()):
-        return "give {NAME: value} with string names"
-    return None
-
-
-# key -> (spec, default) — the defaults are documented in docs/cluster.md
-CLUSTER_KEYS: dict[str, tuple[KeySpec, Any]] = {
-    "app_name": (KeySpec((str,), "the application's service name"), "demo"),
-    "app_basename": (KeySpec((str,), "node basename (default: app_name)"), None),
-    "app_image": (KeySpec((str,), "the application image (default: built from app_build)"), None),
-    "app_build": (KeySpec((str,), "directory with the app's Dockerfile"), "examples/demo"),
-    "app_replicas": (KeySpec((int,), "number of application nodes", _not_negative), 3),
-    "app_env": (KeySpec((dict,), "extra environment of the app", _env), {}),
-    "app_network": (KeySpec((str,), "the app's overlay network"), None),
-    "app_subnet": (KeySpec((str,), "the overlay's subnet", _cidr), "10.234.0.0/24"),
-    "app_user_id": (KeySpec((int,), "UID the app image runs as (owns the cookie)"), 10001),
-    "app_cpus": (KeySpec((int, float), "CPU limit per app task", _positive), 0.5),
-    "app_memory_mb": (KeySpec((int,), "memory limit per app task (MiB)", _positive), 256),
-    "app_healthcheck": (KeySpec((str,), "shell healthcheck of an app task"), None),
-    "image_registry": (KeySpec((bool,), "hosts pull app_image/agent_image"), False),
-    "agent_image": (KeySpec((str,), "the agent image (default: built here)"), None),
-    "agent_interval": (KeySpec((int, float), "agent poll interval (s)", _positive), 1),
-    "agent_port": (KeySpec((int,), "agent /healthz and /metrics port", _positive), 9568),
-    "cookie_file": (KeySpec((str,), "a cookie file on the controller to use"), None),
-    "rotate_cookie": (KeySpec((bool,), "make a new cookie and roll the services"), False),
-    "check_timeout": (KeySpec((int,), "seconds check.py waits for the mesh", _positive), 120),
-    "image": (KeySpec((str,), "rollout.py: the new application image"), None),
-}
-register_keys({key: spec for key, (spec, _) in CLUSTER_KEYS.items()})
-
-
-def _get(data_host: Host, key: str) -> Any:
-    value = data_host.data.get(key)
-    return CLUSTER_KEYS[key][1] if value is None else value
+CLUSTER_KEYS = KeyTable(
+    "Images, cookie, checks",
+    (
+        KeySpec(
+            "image_registry",
+            (bool,),
+            "`true`: hosts `docker pull` `app_image`/`agent_image` instead of loading archives",
+            False,
+        ),
+        KeySpec(
+            "cookie_file",
+            (str,),
+            "a cookie file **on the controller** (mode 600) to use instead of a generated one",
+        ),
+        KeySpec(
+            "rotate_cookie",
+            (bool,),
+            "`true` for one run: make a new cookie and roll the services",
+            False,
+        ),
+        KeySpec(
+            "check_timeout",
+            (int,),
+            "seconds `check.py` waits for a complete mesh",
+            120,
+            positive,
+        ),
+        KeySpec("image", (str,), "`rollout.py` only: the image to roll out"),
+    ),
+)
+# The keys a cluster run reads, in the order docs/cluster.md lists them.
+CLUSTER_RUN_KEYS = (APP_KEYS, AGENT_KEYS, CLUSTER_KEYS)
+for _table in CLUSTER_RUN_KEYS:
+    register_keys(_table)
 
 
 @dataclass(frozen=True)
@@ -102,35 +84,38 @@ def acting_manager() -> Host:
 
 def cluster_settings(data_host: Host | None = None, image: str | None = None) -> ClusterSettings:
     """Read the cluster's settings from a host's data (default: the acting manager)."""
-    h = data_host or acting_manager()
-    name = str(_get(h, "app_name"))
-    subnet = str(_get(h, "app_subnet"))
-    app = AppSettings(
-        name=name,
-        basename=str(_get(h, "app_basename") or name),
-        image=image or str(_get(h, "app_image") or ""),
-        replicas=int(_get(h, "app_replicas")),
-        env={str(k): str(v) for k, v in dict(_get(h, "app_env")).items()},
-        network=str(_get(h, "app_network") or f"beamfleet-{name}"),
-        subnet=subnet,
-        user_id=int(_get(h, "app_user_id")),
-        cpus=float(_get(h, "app_cpus")),
-        memory_mb=int(_get(h, "app_memory_mb")),
-        healthcheck=_get(h, "app_healthcheck"),
+    data = (data_host or acting_manager()).data
+
+    def app(key: str) -> Any:
+        return APP_KEYS.value(data, key)
+
+    # basename and network left empty are derived from the name by AppSettings.
+    app_settings = AppSettings(
+        name=str(app("app_name")),
+        basename=str(app("app_basename") or ""),
+        image=image or str(app("app_image") or ""),
+        replicas=int(app("app_replicas")),
+        env={str(k): str(v) for k, v in dict(app("app_env")).items()},
+        network=str(app("app_network") or ""),
+        subnet=str(app("app_subnet")),
+        user_id=int(app("app_user_id")),
+        cpus=float(app("app_cpus")),
+        memory_mb=int(app("app_memory_mb")),
+        healthcheck=app("app_healthcheck"),
     )
-    agent = AgentSettings(
-        image=str(_get(h, "agent_image") or ""),
-        interval=float(_get(h, "agent_interval")),
-        port=int(_get(h, "agent_port")),
+    agent_settings = AgentSettings(
+        image=str(AGENT_KEYS.value(data, "agent_image") or ""),
+        interval=float(AGENT_KEYS.value(data, "agent_interval")),
+        port=int(AGENT_KEYS.value(data, "agent_port")),
     )
     return ClusterSettings(
-        app=app,
-        agent=agent,
-        build=str(_get(h, "app_build")),
-        registry=bool(_get(h, "image_registry")),
-        cookie_file=_get(h, "cookie_file"),
-        rotate_cookie=bool(_get(h, "rotate_cookie")),
-        check_timeout=int(_get(h, "check_timeout")),
+        app=app_settings,
+        agent=agent_settings,
+        build=str(app("app_build")),
+        registry=bool(CLUSTER_KEYS.value(data, "image_registry")),
+        cookie_file=CLUSTER_KEYS.value(data, "cookie_file"),
+        rotate_cookie=bool(CLUSTER_KEYS.value(data, "rotate_cookie")),
+        check_timeout=int(CLUSTER_KEYS.value(data, "check_timeout")),
     )
 
 

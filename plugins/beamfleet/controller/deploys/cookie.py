@@ -30,8 +30,6 @@ from beamfleet.controller.facts.services import SwarmServices
 from beamfleet.controller.operations import secrets
 
 LABEL_COOKIE = "io.beamfleet.cookie"
-# The file name the cookie has inside containers: /run/secrets/erlang_cookie
-COOKIE_TARGET = "erlang_cookie"
 
 
 class CookieFileError(PyinfraError):

@@ -34,10 +34,103 @@ from pyinfra.context import host, state
 
 from beamfleet.controller.deploys.docker_engine import docker_engine
 from beamfleet.controller.facts.swarm import PrivateAddress, SwarmInfo, SwarmNodes
-from beamfleet.controller.inventory import MANAGERS, reported_hostnames, validate_state
+from beamfleet.controller.inventory import (
+    MANAGERS,
+    KeySpec,
+    KeyTable,
+    cidr,
+    ip_address,
+    register_keys,
+    reported_hostnames,
+    str_map,
+    validate_state,
+)
 from beamfleet.controller.operations import swarm
+from beamfleet.controller.operations.swarm import AVAILABILITIES, DEFAULT_ADDR_POOL, SWARM_PORT
 
-DEFAULT_ADDR_POOL = "10.233.0.0/16"
+_pool_cidr = cidr(DEFAULT_ADDR_POOL)
+
+
+def _availability(value: Any) -> str | None:
+    return None if value in AVAILABILITIES else "use active, pause or drain"
+
+
+def _networks(value: Any) -> str | None:
+    allowed = {"subnet", "attachable", "encrypted"}
+    for name, spec in value.items():
+        if not isinstance(spec, dict):
+            return f"network {name!r}: give a dict with {sorted(allowed)}"
+        unknown = set(spec) - allowed
+        if unknown:
+            return (
+                f"network {name!r}: unknown settings {sorted(unknown)} (known: {sorted(allowed)})"
+            )
+        if "subnet" in spec and (error := _pool_cidr(spec["subnet"])):
+            return f"network {name!r}: {error}"
+    return None
+
+
+def _host_list(value: Any) -> str | None:
+    return None if all(part.strip() for part in value.split(",")) else "comma-separated names"
+
+
+SWARM_KEYS = KeyTable(
+    "Swarm",
+    (
+        KeySpec(
+            "swarm_advertise_addr",
+            (str,),
+            f"address other nodes reach this host on (cluster port {SWARM_PORT})",
+            check=ip_address,
+            type_doc="str (IP)",
+            default_doc="the host's private address",
+        ),
+        KeySpec(
+            "swarm_node_labels",
+            (dict,),
+            "labels of this host's node (`docker node update --label-add`)",
+            check=str_map,
+            type_doc="dict str→str",
+        ),
+        KeySpec(
+            "swarm_availability",
+            (str,),
+            "`active`, `pause` or `drain`",
+            check=_availability,
+            default_doc="untouched",
+        ),
+        KeySpec(
+            "swarm_default_addr_pool",
+            (str,),
+            "range overlay networks take their `/24`s from (set at `swarm init`)",
+            DEFAULT_ADDR_POOL,
+            check=_pool_cidr,
+            type_doc="str (CIDR)",
+        ),
+        KeySpec(
+            "swarm_networks",
+            (dict,),
+            'overlay networks: `{name: {"subnet": CIDR, "attachable": bool, "encrypted": bool}}`'
+            " (read on the acting manager)",
+            check=_networks,
+        ),
+        KeySpec(
+            "docker_daemon",
+            (dict,),
+            "content of `/etc/docker/daemon.json` (written before the install; a later change "
+            "restarts the engine once)",
+            default_doc="file untouched",
+        ),
+        KeySpec(
+            "remove",
+            (str,),
+            "for `deploys/remove_host.py`: comma-separated inventory names",
+            check=_host_list,
+            default_doc="—",
+        ),
+    ),
+)
+register_keys(SWARM_KEYS)
 
 
 class RemovalRefusedError(PyinfraError):
@@ -117,7 +210,7 @@ def swarm_formation() -> None:
     plan = swarm_plan(state)
     managers = {m.name for m in _managers()}
     addr = advertise_address(host)
-    pool = host.data.get("swarm_default_addr_pool") or DEFAULT_ADDR_POOL
+    pool = str(SWARM_KEYS.value(host.data, "swarm_default_addr_pool"))
     if host.name == plan.acting_manager:
         swarm.init(name="Initialise the swarm", advertise_addr=addr, default_addr_pool=pool)
     sync_point(name="Swarm exists")

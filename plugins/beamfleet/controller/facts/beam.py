@@ -33,6 +33,7 @@ class MeshReport(FactBase[dict[str, Any]]):
     + network: its overlay network
     + agent: the agent's service name
     + cookie_file: the cookie's path inside the agent container
+      (``beamfleet.runtime.constants.COOKIE_MOUNT_PATH``)
     + timeout: seconds to wait for a complete mesh
 
     Keys: ``desired``, ``running`` (task addresses), ``dns`` (``tasks.<app>`` answers),
@@ -43,7 +44,7 @@ class MeshReport(FactBase[dict[str, Any]]):
 
         report = host.get_fact(MeshReport, app="demo", basename="demo",
                                network="beamfleet-demo", agent="demo-agent",
-                               cookie_file="/run/secrets/erlang_cookie", timeout=60)
+                               cookie_file=COOKIE_MOUNT_PATH, timeout=60)
     """
 
     @override

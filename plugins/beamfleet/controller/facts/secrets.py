@@ -14,11 +14,9 @@ from typing import Any
 from pyinfra.api.facts import FactBase
 from typing_extensions import override
 
-from beamfleet.controller.facts.docker_cli import inspect_each, on_manager
+from beamfleet.controller.remote_scripts import script_shell
 
 LABEL_CONTENT_HASH = "io.beamfleet.content-hash"
-
-# Only a manager can list secrets; elsewhere print an empty list rather than fail.
 
 
 class SwarmSecrets(FactBase[dict[str, dict[str, Any]]]):
@@ -39,7 +37,7 @@ class SwarmSecrets(FactBase[dict[str, dict[str, Any]]]):
 
     @override
     def command(self) -> str:
-        return on_manager(inspect_each("docker secret ls -q", "docker secret inspect"))
+        return script_shell("docker_read.sh", "secrets")
 
     @override
     @staticmethod

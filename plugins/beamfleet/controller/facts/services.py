@@ -17,7 +17,7 @@ from typing import Any
 from pyinfra.api.facts import FactBase
 from typing_extensions import override
 
-from beamfleet.controller.facts.docker_cli import IF_MANAGER, inspect_each, on_manager
+from beamfleet.controller.remote_scripts import script_shell
 
 
 class SwarmServices(FactBase[dict[str, dict[str, Any]]]):
@@ -39,7 +39,7 @@ class SwarmServices(FactBase[dict[str, dict[str, Any]]]):
 
     @override
     def command(self) -> str:
-        return on_manager(inspect_each("docker service ls -q", "docker service inspect"))
+        return script_shell("docker_read.sh", "services")
 
     @override
     @staticmethod
@@ -108,13 +108,7 @@ class ServiceTasks(FactBase[list[Task]]):
 
     @override
     def command(self, service: str) -> str:
-        svc = shlex.quote(service)
-        return on_manager(
-            inspect_each(
-                f"docker service ps -q --filter desired-state=running {svc}", "docker inspect"
-            ),
-            condition=f"{IF_MANAGER} && docker service inspect {svc} >/dev/null 2>&1",
-        )
+        return script_shell("docker_read.sh", "service-tasks", service)
 
     @override
     @staticmethod

@@ -20,7 +20,7 @@ from pyinfra.api.hiddenvalue import HiddenValue
 from pyinfra.api.host import Host
 from typing_extensions import override
 
-from beamfleet.controller.facts.docker_cli import IF_MANAGER, inspect_each, on_manager
+from beamfleet.controller.remote_scripts import script_shell
 
 # Engine states of `docker info` .Swarm.LocalNodeState
 SWARM_ACTIVE = "active"
@@ -93,7 +93,7 @@ class SwarmNodes(FactBase[list[dict[str, Any]]]):
 
     @override
     def command(self) -> str:
-        return on_manager(inspect_each("docker node ls -q", "docker node inspect"))
+        return script_shell("docker_read.sh", "nodes")
 
     @override
     @staticmethod
@@ -131,10 +131,7 @@ class SwarmJoinTokens(FactBase[JoinTokens | None]):
 
     @override
     def command(self) -> str:
-        return (
-            f"if {IF_MANAGER}; then docker swarm join-token -q worker "
-            "&& docker swarm join-token -q manager; fi"
-        )
+        return script_shell("docker_read.sh", "join-tokens")
 
     @override
     @staticmethod
@@ -183,9 +180,7 @@ class SwarmNetworks(FactBase[dict[str, dict[str, Any]]]):
 
     @override
     def command(self) -> str:
-        return inspect_each(
-            "docker network ls -q --filter driver=overlay", "docker network inspect"
-        )
+        return script_shell("docker_read.sh", "overlay-networks")
 
     @override
     @staticmethod

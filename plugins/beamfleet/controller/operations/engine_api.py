@@ -9,16 +9,11 @@ of ``python3 -c``, serves them all.
 from __future__ import annotations
 
 import shlex
-from functools import cache
-from importlib import resources
 
 from pyinfra.api.command import StringCommand
 from pyinfra.api.host import Host
 
-
-@cache
-def _script() -> str:
-    return resources.files("beamfleet").joinpath("assets/remote/engine_api.py").read_text()
+from beamfleet.controller.remote_scripts import script_text
 
 
 def engine_api_command(*argv: str) -> StringCommand:
@@ -26,7 +21,9 @@ def engine_api_command(*argv: str) -> StringCommand:
 
     Example: ``engine_api_command("request", "POST", "/swarm/join")``.
     """
-    return StringCommand("python3", "-c", shlex.quote(_script()), *map(shlex.quote, argv))
+    return StringCommand(
+        "python3", "-c", shlex.quote(script_text("engine_api.py")), *map(shlex.quote, argv)
+    )
 
 
 def run_with_secret_stdin(host: Host, command: StringCommand, stdin: str) -> bool:

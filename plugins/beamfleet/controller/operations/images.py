@@ -18,8 +18,14 @@ from pyinfra.api.operation import operation
 from pyinfra.context import host
 
 from beamfleet.controller.facts.services import ImageId
+from beamfleet.controller.remote_scripts import script_command
 
 REMOTE_DIR = "/var/tmp"
+
+
+def load_image_command(remote: str) -> StringCommand:
+    """Load the archive ``remote`` on the host, then remove it (``assets/remote/load_image.sh``)."""
+    return script_command("load_image.sh", remote)
 
 
 @operation()
@@ -51,10 +57,7 @@ def loaded(
         return
     remote = f"{REMOTE_DIR}/beamfleet-image-{image_id.removeprefix('sha256:')[:16]}.tar"
     yield FileUploadCommand(archive, remote)
-    yield StringCommand(
-        f"docker load -q -i {shlex.quote(remote)} >/dev/null; rc=$?; rm -f {shlex.quote(remote)}; "
-        "exit $rc"
-    )
+    yield load_image_command(remote)
 
 
 @operation()
@@ -74,4 +77,4 @@ def pulled(image: str) -> Generator[StringCommand, None, None]:
     if host.get_fact(ImageId, image=image) is not None:
         host.noop(f"{image} is already on the host")
         return
-    yield StringCommand("docker", "pull", "-q", image, ">/dev/null")
+    yield StringCommand("docker", "pull", "-q", shlex.quote(image), ">/dev/null")

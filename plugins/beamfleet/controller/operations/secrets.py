@@ -29,6 +29,7 @@ from pyinfra.context import host
 
 from beamfleet.controller.facts.secrets import LABEL_CONTENT_HASH, SwarmSecrets
 from beamfleet.controller.operations.engine_api import run_with_secret_stdin
+from beamfleet.controller.remote_scripts import script_command
 
 # Docker's rule for secret names (letters, digits, `_`, `-`, `.`; 1-64 chars).
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -45,6 +46,15 @@ def _label_args(labels: Mapping[str, str]) -> list[str]:
     for key, val in sorted(labels.items()):
         args += ["--label", f"{key}={val}"]
     return args
+
+
+def generate_secret_command(secret: str, labels: Mapping[str, str]) -> StringCommand:
+    """Create ``secret`` from :data:`GENERATED_BYTES` random bytes made on the host
+    (``assets/remote/generate_secret.sh``: the value only ever travels on stdin)."""
+    pairs = [f"{key}={val}" for key, val in sorted(labels.items())]
+    return script_command(
+        "generate_secret.sh", secret, str(GENERATED_BYTES), LABEL_CONTENT_HASH, *pairs
+    )
 
 
 def _create_from_stdin(
@@ -98,18 +108,7 @@ def secret(
             _create_from_stdin, (), {"secret": secret, "value": value, "labels": extra}
         )
         return
-    # Generated on the manager: $c lives only in this shell (printf is a builtin, so the
-    # value is in no process's arguments) and reaches docker on stdin.
-    labels_args = " ".join(shlex.quote(a) for a in _label_args(extra))
-    yield StringCommand(
-        "set -e; "
-        f"c=$(head -c {GENERATED_BYTES} /dev/urandom | od -An -v -tx1 | tr -d ' \\n'); "
-        "[ ${#c} -eq 48 ]; "
-        'h=sha256:$(printf %s "$c" | sha256sum | cut -c1-16); '
-        f'printf %s "$c" | docker secret create {labels_args} '
-        f"--label {LABEL_CONTENT_HASH}=$h {shlex.quote(secret)} - > /dev/null; "
-        "unset c"
-    )
+    yield generate_secret_command(secret, extra)
 
 
 @operation()

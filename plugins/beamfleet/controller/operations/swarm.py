@@ -38,6 +38,7 @@ from beamfleet.controller.facts.swarm import (
     read_join_tokens,
 )
 from beamfleet.controller.operations.engine_api import engine_api_command, run_with_secret_stdin
+from beamfleet.controller.remote_scripts import script_command
 
 SWARM_PORT = 2377
 DEFAULT_ADDR_POOL = "10.233.0.0/16"
@@ -347,6 +348,12 @@ def node_role(node: str, role: str) -> Generator[StringCommand, None, None]:
     yield StringCommand("docker", "node", "promote" if role == "manager" else "demote", found["ID"])
 
 
+def wait_node_down_command(node_id: str, seconds: int) -> StringCommand:
+    """Poll every half second, up to ``seconds`` (at least once), until ``node_id`` is
+    ``down`` (``assets/remote/wait_node_down.sh``); succeeds either way."""
+    return script_command("wait_node_down.sh", node_id, str(max(1, seconds * 2)))
+
+
 @operation()
 def node_remove(
     node: str, force: bool = False, wait_down: int = 30
@@ -379,11 +386,7 @@ def node_remove(
     node_id = shlex.quote(found["ID"])
     if not force:
         # A node that has just left takes a heartbeat or two to be marked down.
-        yield StringCommand(
-            f"for i in $(seq {max(1, wait_down * 2)}); do "
-            f"[ \"$(docker node inspect -f '{{{{.Status.State}}}}' {node_id})\" = down ] "
-            "&& break; sleep 0.5; done"
-        )
+        yield wait_node_down_command(found["ID"], wait_down)
     yield StringCommand("docker", "node", "rm", *(["--force"] if force else []), node_id)
 
 
