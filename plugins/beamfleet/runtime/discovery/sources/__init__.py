@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from beamfleet.runtime.constants import EPMD_PORT
 from beamfleet.runtime.discovery.errors import ConfigError
 from beamfleet.runtime.discovery.peers import PeerNaming
 from beamfleet.runtime.discovery.sources.base import Source
@@ -18,6 +19,7 @@ from beamfleet.runtime.discovery.sources.rancher import RancherSource
 from beamfleet.runtime.discovery.sources.resolver import StubResolver
 from beamfleet.runtime.discovery.sources.srv import SrvSource
 from beamfleet.runtime.discovery.sources.static import StaticSource
+from beamfleet.runtime.host_port import split_host_port
 
 KINDS = ("dns", "srv", "rancher", "static", "file", "epmd")
 NEEDS_BASENAME = ("dns", "srv", "rancher")
@@ -88,7 +90,8 @@ def build_source(
         return StaticSource(arg)
     if kind == "file":
         return FileSource(arg, basename=basename, naming=naming)
-    host, _, port = arg.rpartition(":") if arg.count(":") == 1 else (arg, "", "")
-    return EpmdSource(
-        host or arg, basename=basename, port=int(port) if port else 4369, timeout=timeout
-    )
+    try:
+        host, port = split_host_port(arg, default_port=EPMD_PORT)
+    except ValueError as exc:
+        raise ConfigError([f"--source epmd:{arg}: expected HOST[:PORT] ({exc})"]) from exc
+    return EpmdSource(host, basename=basename, port=port, timeout=timeout)
