@@ -13,7 +13,7 @@ import pytest
 from beamfleet.controller.deploys.agent import AgentSettings, agent_args, agent_spec
 from beamfleet.controller.deploys.app import AppSettings, app_spec
 from beamfleet.controller.deploys.cookie import CookieFileError, plan_cookie, read_cookie_value
-from beamfleet.controller.deploys.images import context_hash
+from beamfleet.controller.docker_cli import context_hash
 from beamfleet.controller.facts.beam import render_mesh
 from beamfleet.controller.facts.secrets import parse_secrets
 from beamfleet.controller.operations.secrets import content_hash
