@@ -1,17 +1,23 @@
-"""A thin, typed wrapper over the ``docker`` CLI of the outer engine.
+"""The ``docker`` CLI of the outer engine, with the lab's errors and advice.
 
-The lab shells out to ``docker`` instead of speaking the Engine API itself: the CLI is
-what the setup script installs, and its errors are what users know how to read.
+Commands run through :func:`beamfleet.controller.docker_cli.run_docker` (the runner the
+controller builds images with); this module adds the lab's error classes and the
+helpers the lab needs (inspect, list by label).
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from collections.abc import Sequence
 from typing import Any
 
+from beamfleet.controller.docker_cli import (
+    DockerCliError,
+    DockerFailedError,
+    DockerNotInstalledError,
+    run_docker,
+)
 from beamfleet_lab.errors import DockerCommandError, DockerUnavailableError
 
 # A `docker` call the lab makes must never hang forever (a wedged engine, a slow build).
@@ -26,34 +32,24 @@ def docker(
 ) -> subprocess.CompletedProcess[bytes]:
     """Run ``docker ARGS...`` and return the finished process.
 
-    Raises DockerUnavailableError when there is no docker client, and DockerCommandError
-    (with docker's own message) when ``check`` is true and the command fails.
+    Raises DockerUnavailableError when there is no docker client or engine, and
+    DockerCommandError (with docker's own message) when ``check`` is true and the command
+    fails or times out.
     """
-    exe = shutil.which("docker")
-    if exe is None:
+    try:
+        return run_docker(*args, input_bytes=input_bytes, timeout=timeout, check=check)
+    except DockerNotInstalledError as exc:
         raise DockerUnavailableError(
             "no `docker` client on PATH: install docker.io (bash scripts/setup.sh does)"
-        )
-    try:
-        proc = subprocess.run(
-            [exe, *args],
-            input=input_bytes,
-            capture_output=True,
-            timeout=timeout,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise DockerCommandError(
-            f"`docker {' '.join(args[:3])}` timed out after {timeout}s"
         ) from exc
-    if check and proc.returncode != 0:
-        message = proc.stderr.decode(errors="replace").strip()
-        if "Cannot connect to the Docker daemon" in message:
+    except DockerFailedError as exc:
+        if exc.engine_down:
             raise DockerUnavailableError(
                 "the Docker engine does not answer: start dockerd (bash scripts/setup.sh does)"
-            )
-        raise DockerCommandError(f"`docker {' '.join(args[:3])} ...` failed: {message}")
-    return proc
+            ) from exc
+        raise DockerCommandError(str(exc)) from exc
+    except DockerCliError as exc:
+        raise DockerCommandError(str(exc)) from exc
 
 
 def docker_out(*args: str, timeout: float = DEFAULT_TIMEOUT) -> str:

@@ -10,13 +10,13 @@ hash of the build context, so editing the Dockerfile makes the next ``lab up`` r
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import subprocess
 import tempfile
 from importlib import resources
 from pathlib import Path
 
+from beamfleet.controller.docker_cli import context_hash
 from beamfleet_lab.docker import docker, image_exists
 from beamfleet_lab.errors import LabError
 
@@ -71,13 +71,9 @@ def ensure_base_image(suite: str = "bookworm") -> str:
 
 def host_image_tag() -> str:
     """``beamfleet-lab-host:<hash>``: the hash covers every file of the build context."""
-    digest = hashlib.sha256()
     root = lab_assets_dir()
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        digest.update(path.relative_to(root).as_posix().encode())
-        digest.update(b"\0")
-        digest.update(path.read_bytes())
-    return f"{HOST_IMAGE_REPO}:{digest.hexdigest()[:12]}"
+    files = {p.relative_to(root).as_posix(): p for p in root.rglob("*") if p.is_file()}
+    return f"{HOST_IMAGE_REPO}:{context_hash(files)}"
 
 
 def ensure_base_images() -> None:

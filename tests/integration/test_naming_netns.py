@@ -227,7 +227,7 @@ def test_shim_needs_only_a_slim_image_toolset(netns: str, tmp_path: Path, kind: 
     assert (r.returncode, r.stdout) == (0, "RELEASE_DISTRIBUTION=name\nRELEASE_NODE="
                                            "app@fd00:230::2\nERL_AFLAGS='-proto_dist inet6_tcp'\n")
     if kind == "slim-debian":
-        # a metadata source without any HTTP client: a clear error, not a crash
-        r = in_ns([shell, shim, "--basename", "app", "--source", "gcp"], {"PATH": path})
+        # a metadata provider without any HTTP client: a clear error, not a crash
+        r = in_ns([shell, shim, "--basename", "app", "--provider", "gcp"], {"PATH": path})
         assert (r.returncode, r.stderr) == (4, "nodename: gcp metadata: neither curl nor wget is "
-                                               "installed (one is needed for --source gcp)\n")
+                                               "installed (one is needed for --provider gcp)\n")

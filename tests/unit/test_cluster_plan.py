@@ -13,11 +13,12 @@ import pytest
 from beamfleet.controller.deploys.agent import AgentSettings, agent_args, agent_spec
 from beamfleet.controller.deploys.app import AppSettings, app_spec
 from beamfleet.controller.deploys.cookie import CookieFileError, plan_cookie, read_cookie_value
-from beamfleet.controller.deploys.images import context_hash
+from beamfleet.controller.docker_cli import context_hash
 from beamfleet.controller.facts.beam import render_mesh
 from beamfleet.controller.facts.secrets import parse_secrets
 from beamfleet.controller.operations.secrets import content_hash
 from beamfleet.controller.operations.services import LABEL_SPEC_HASH, spec_hash, with_spec_hash
+from beamfleet.runtime.erlang_dist import CookieFileError as RuntimeCookieFileError
 
 
 def _secret(name: str, app: str = "demo", value: str = "x" * 20) -> dict[str, Any]:
@@ -205,3 +206,14 @@ def test_check_stops_at_once_when_the_service_is_missing(
     assert not report["complete"]
     assert report["problems"] == ["service demo does not exist: run deploys/cluster.py"]
     assert report["seconds"] < 5
+
+
+def test_cookie_file_errors_are_the_runtimes(tmp_path: Path) -> None:
+    assert CookieFileError is RuntimeCookieFileError
+    with pytest.raises(RuntimeCookieFileError, match="cookie_file setting"):
+        read_cookie_value(str(tmp_path / "missing"))
+    two = tmp_path / "two"
+    two.write_text("a" * 20 + "\n" + "b" * 20 + "\n")
+    two.chmod(0o600)
+    with pytest.raises(RuntimeCookieFileError, match="more than one line"):
+        read_cookie_value(str(two))

@@ -6,7 +6,9 @@ import ipaddress
 import json
 
 import pytest
+from click.testing import CliRunner
 
+from beamfleet.runtime.cli.nodename import nodename
 from beamfleet.runtime.naming import (
     Address,
     AmbiguousAddressError,
@@ -24,7 +26,7 @@ from beamfleet.runtime.naming.addresses import (
     parse_proc_ipv4,
 )
 from beamfleet.runtime.naming.nodename import shell_quote
-from beamfleet.runtime.naming.providers import check_source
+from beamfleet.runtime.naming.providers import check_provider
 from beamfleet.runtime.naming.select import parse_cidr
 
 A = Address.parse
@@ -177,11 +179,31 @@ def test_shell_quote() -> None:
     assert shell_quote("") == "''"
 
 
-def test_sources_are_checked_before_use() -> None:
-    assert check_source("env:MY_IP") == "env:MY_IP"
+def test_providers_are_checked_before_use() -> None:
+    assert check_provider("env:MY_IP") == "env:MY_IP"
     for bad in ("env:", "env:1X", "env:A-B", "consul"):
         with pytest.raises(InvalidInputError):
-            check_source(bad)
+            check_provider(bad)
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "out", "warned"),
+    [
+        (["--provider", "env:MY_IP"], 0, "app@10.230.20.5\n", False),
+        (["--provider=env:MY_IP"], 0, "app@10.230.20.5\n", False),
+        (["--source", "env:MY_IP"], 0, "app@10.230.20.5\n", True),
+        (["--source=env:MY_IP"], 0, "app@10.230.20.5\n", True),
+        (["--source", "env:MY_IP", "--provider", "env:MY_IP"], 2, "", True),
+    ],
+)
+def test_provider_flag_and_its_deprecated_alias(
+    args: list[str], code: int, out: str, warned: bool
+) -> None:
+    runner = CliRunner()
+    result = runner.invoke(nodename, ["--basename", "app", *args], env={"MY_IP": "10.230.20.5"})
+    assert (result.exit_code, result.stdout) == (code, out)
+    assert ("--source is deprecated, use --provider" in result.stderr) is warned
+    assert "--source" not in runner.invoke(nodename, ["--help"]).stdout
 
 
 def test_deploy_time_from_pyinfra_network_devices_fact() -> None:

@@ -17,23 +17,28 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from pyinfra.api.deploy import deploy
-from pyinfra.api.exceptions import PyinfraError
 from pyinfra.api.hiddenvalue import HiddenValue
 from pyinfra.context import host
 
 from beamfleet.controller.facts.secrets import LABEL_CONTENT_HASH, SwarmSecrets
 from beamfleet.controller.facts.services import SwarmServices
 from beamfleet.controller.operations import secrets
+from beamfleet.runtime.erlang_dist.cookie import CookieFileError, read_cookie_file
 
 LABEL_COOKIE = "io.beamfleet.cookie"
 
-
-class CookieFileError(PyinfraError):
-    """``cookie_file`` cannot be used; the message says why (never the content)."""
+# CookieFileError is the runtime's: one class for every cookie file beamfleet reads.
+__all__ = [
+    "LABEL_COOKIE",
+    "CookieFileError",
+    "CookiePlan",
+    "cookie_secret",
+    "plan_cookie",
+    "read_cookie_value",
+]
 
 
 @dataclass(frozen=True)
@@ -80,22 +85,14 @@ def plan_cookie(
 
 
 def read_cookie_value(path: str) -> HiddenValue:
-    """The cookie in ``path`` on the controller, wrapped so pyinfra never prints it."""
-    file = Path(path).expanduser()
-    try:
-        mode = file.stat().st_mode
-        value = file.read_text().strip()
-    except OSError as exc:
-        raise CookieFileError(f"cookie_file {path}: cannot read it ({exc.strerror})") from exc
-    if mode & 0o077:
-        raise CookieFileError(
-            f"cookie_file {path} is readable by other users: chmod 600 it (a cookie is a secret)"
-        )
-    if not value or not re.fullmatch(r"[\x21-\x7e]{16,255}", value):
-        raise CookieFileError(
-            f"cookie_file {path}: the cookie must be 16-255 printable ASCII characters without "
-            "spaces"
-        )
+    """The cookie in ``path`` on the controller, wrapped so pyinfra never prints it.
+
+    The file must be private (mode 600) and the cookie strong (16-255 printable ASCII
+    characters): the runtime's reader checks both and raises its ``CookieFileError``.
+    """
+    value = read_cookie_file(
+        path, private=True, strong=True, hint="check the cookie_file setting of the cluster"
+    )
     return HiddenValue(value, masked_value="*COOKIE*")  # type: ignore[no-untyped-call]
 
 

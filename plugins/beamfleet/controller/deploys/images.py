@@ -16,7 +16,6 @@ already has the image.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
@@ -31,6 +30,13 @@ from gevent.lock import Semaphore
 from pyinfra.api.deploy import deploy
 from pyinfra.api.exceptions import PyinfraError
 
+from beamfleet.controller.docker_cli import (
+    DockerCliError,
+    DockerFailedError,
+    DockerNotInstalledError,
+    context_hash,
+    run_docker,
+)
 from beamfleet.controller.operations import images
 
 SHIM_NAME = "beamfleet-nodename"
@@ -66,18 +72,17 @@ def cache_dir() -> Path:
 
 
 def _docker(*args: str, timeout: float = 900) -> str:
-    if shutil.which("docker") is None:
+    try:
+        return run_docker(*args, timeout=timeout).stdout.decode(errors="replace")
+    except DockerNotInstalledError as exc:
         raise ImageBuildError(
             "no `docker` on this machine to build images with: install Docker here, or set "
             "`app_image`/`agent_image` to images in a registry (see docs/cluster.md)"
-        )
-    proc = subprocess.run(
-        ["docker", *args], capture_output=True, text=True, timeout=timeout, check=False
-    )
-    if proc.returncode != 0:
-        tail = " / ".join(proc.stderr.strip().splitlines()[-6:])
-        raise ImageBuildError(f"docker {args[0]} failed: {tail}")
-    return proc.stdout
+        ) from exc
+    except DockerFailedError as exc:
+        raise ImageBuildError(f"docker {args[0]} failed: {exc.tail()}") from exc
+    except DockerCliError as exc:
+        raise ImageBuildError(str(exc)) from exc
 
 
 def _context_files(root: Path) -> Iterable[Path]:
@@ -85,15 +90,6 @@ def _context_files(root: Path) -> Iterable[Path]:
         parts = set(path.relative_to(root).parts)
         if path.is_file() and not parts & {"__pycache__", "_build", "deps", ".git"}:
             yield path
-
-
-def context_hash(files: Mapping[str, Path]) -> str:
-    """Hash of a build context given as ``{path in context: file}`` (names and bytes)."""
-    digest = hashlib.sha256()
-    for name in sorted(files):
-        digest.update(name.encode() + b"\0")
-        digest.update(files[name].read_bytes() + b"\0")
-    return digest.hexdigest()[:12]
 
 
 def app_context(directory: Path) -> dict[str, Path]:

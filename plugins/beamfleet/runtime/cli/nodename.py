@@ -4,7 +4,10 @@ Same flags, outputs, error texts and exit codes as the sh shim
 ``beamfleet/assets/beamfleet-nodename`` (docs/naming.md)::
 
     beamfleet nodename --basename app --cidr 10.0.9.0/24 --format env
-    beamfleet nodename --basename app --source aws --exec -- bin/app start
+    beamfleet nodename --basename app --provider aws --exec -- bin/app start
+
+``--provider`` (the address provider) was once called ``--source``; that spelling still
+works, hidden from ``--help``, and prints a one-line deprecation warning.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from beamfleet.runtime.naming.nodename import FORMATS, check_format
 from beamfleet.runtime.naming.resolve import resolve_node_name
 
 PROG = "nodename"
+PROVIDER_HELP = "auto|rancher|aws|gcp|azure|digitalocean|openstack|k8s|hostname|env:VAR"
+SOURCE_DEPRECATED = "warning: --source is deprecated, use --provider (same values)"
 
 
 def _fail(message: str, code: int) -> None:
@@ -40,12 +45,8 @@ def _check_executable(program: str) -> None:
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--basename", default=None, help="The part before '@' (a valid alive name).")
-@click.option(
-    "--source",
-    default="auto",
-    show_default=True,
-    help="auto|rancher|aws|gcp|azure|digitalocean|openstack|k8s|hostname|env:VAR",
-)
+@click.option("--provider", default=None, help=f"Address provider [default: auto]: {PROVIDER_HELP}")
+@click.option("--source", "old_provider", default=None, hidden=True)
 @click.option("--cidr", "cidrs", multiple=True, help="Keep addresses inside CIDR (repeatable).")
 @click.option("--interface", default=None, help="Keep addresses of this interface.")
 @click.option(
@@ -64,7 +65,8 @@ def _check_executable(program: str) -> None:
 def nodename(
     *,
     basename: str | None,
-    source: str,
+    provider: str | None,
+    old_provider: str | None,
     cidrs: tuple[str, ...],
     interface: str | None,
     fmt: str | None,
@@ -73,9 +75,14 @@ def nodename(
 ) -> None:
     """Compute a BEAM node name (basename@address) from this host's or container's address.
 
-    Exit codes: 0 ok, 2 bad input, 3 no/ambiguous address, 4 source failure,
+    Exit codes: 0 ok, 2 bad input, 3 no/ambiguous address, 4 address provider failure,
     126/127 --exec command not executable/not found.
     """
+    if old_provider is not None:
+        click.echo(f"{PROG}: {SOURCE_DEPRECATED}", err=True)
+        if provider is not None:
+            _fail("--source is the old name of --provider: give --provider only", 2)
+        provider = old_provider
     try:
         if fmt is not None:
             check_format(fmt)
@@ -86,7 +93,7 @@ def nodename(
         if basename is None:
             _fail("missing --basename NAME (the part before '@')", 2)
             return
-        node = resolve_node_name(basename, source, cidrs, interface)
+        node = resolve_node_name(basename, provider or "auto", cidrs, interface)
     except NamingError as exc:
         _fail(str(exc), exc.exit_code)
         return

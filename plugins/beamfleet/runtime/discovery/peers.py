@@ -13,8 +13,12 @@ import ipaddress
 from dataclasses import dataclass
 
 from beamfleet.runtime.discovery.errors import ConfigError
+from beamfleet.runtime.node_names import is_node_name, node_parts
 
 TEMPLATE_FIELDS = ("basename", "ip", "hostname")
+
+# Re-exported: the sources check names with the rules every part of beamfleet shares.
+__all__ = ["TEMPLATE_FIELDS", "Peer", "PeerNaming", "is_ip", "is_node_name"]
 
 
 @dataclass(frozen=True, order=True)
@@ -27,17 +31,11 @@ class Peer:
     @property
     def alive(self) -> str:
         """The part before ``@`` (the basename for address-based sources)."""
-        return self.name.partition("@")[0]
+        return node_parts(self.name)[0]
 
     @property
     def host(self) -> str:
-        return self.name.partition("@")[2]
-
-
-def is_node_name(text: str) -> bool:
-    """True for ``alive@host`` with both parts non-empty and no blanks."""
-    alive, sep, host = text.partition("@")
-    return bool(sep and alive and host and not any(c.isspace() for c in text))
+        return node_parts(self.name)[1]
 
 
 def is_ip(text: str) -> bool:

@@ -10,19 +10,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from beamfleet.runtime.host_port import split_host_port
+
 Handler = Callable[[], tuple[int, str, str]]  # -> (status, content type, body)
 
 
 def parse_listen(text: str) -> tuple[str, int]:
     """``"0.0.0.0:9568"`` / ``"[::]:9568"`` -> (host, port); raises ValueError."""
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        port = rest.lstrip(":")
-    else:
-        host, _, port = text.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"--listen {text!r}: expected ADDR:PORT, e.g. 127.0.0.1:9568")
-    return host, int(port)
+    try:
+        return split_host_port(text)
+    except ValueError as exc:
+        raise ValueError(
+            f"--listen {text!r}: expected ADDR:PORT, e.g. 127.0.0.1:9568 or [::]:9568 ({exc})"
+        ) from exc
 
 
 _REASONS = {

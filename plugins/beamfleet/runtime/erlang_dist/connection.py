@@ -43,6 +43,7 @@ from beamfleet.runtime.erlang_dist.etf import (
     encode,
     encode_body,
 )
+from beamfleet.runtime.node_names import InvalidNodeNameError, split_node_name
 
 # control message codes (erl_dist_protocol)
 SEND = 2
@@ -90,12 +91,14 @@ class InvalidNodeName(DistError, ValueError):
 
 
 def split_node(node: str) -> tuple[str, str]:
-    """``"alive@host"`` -> ``("alive", "host")``; the host may be an IPv6 literal."""
-    alive, sep, host = node.partition("@")
-    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    if not sep or not alive or not host or "@" in host or any(c.isspace() for c in node):
-        raise InvalidNodeName(node)
-    return alive, host
+    """``"alive@host"`` -> ``("alive", "host")``; the host may be an IPv6 literal.
+
+    The rules are :mod:`beamfleet.runtime.node_names` (what naming and discovery accept).
+    """
+    try:
+        return split_node_name(node)
+    except InvalidNodeNameError as exc:
+        raise InvalidNodeName(node) from exc
 
 
 def _format_host(host: str) -> str:

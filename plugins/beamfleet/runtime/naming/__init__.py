@@ -2,9 +2,10 @@
 
 - :mod:`~beamfleet.runtime.naming.addresses`: the host's/container's addresses (ip or /proc).
 - :mod:`~beamfleet.runtime.naming.select`: CIDR/interface filters, never "the first one".
-- :mod:`~beamfleet.runtime.naming.providers`: metadata APIs, ``k8s``, ``hostname``, ``env:VAR``.
+- :mod:`~beamfleet.runtime.naming.providers`: the address providers other than ``auto``:
+  metadata APIs, ``k8s``, ``hostname``, ``env:VAR``.
 - :mod:`~beamfleet.runtime.naming.nodename`: validation and output formats.
-- :mod:`~beamfleet.runtime.naming.resolve`: what ``beamfleet nodename`` runs (sources → name).
+- :mod:`~beamfleet.runtime.naming.resolve`: what ``beamfleet nodename`` runs (provider → name).
 
 The sh form is ``beamfleet/assets/beamfleet-nodename``; both share flags, outputs,
 error texts and exit codes (see docs/naming.md).
@@ -17,7 +18,7 @@ from beamfleet.runtime.naming.errors import (
     InvalidInputError,
     NamingError,
     NoAddressError,
-    SourceError,
+    ProviderError,
 )
 from beamfleet.runtime.naming.nodename import (
     FORMATS,
@@ -37,7 +38,7 @@ __all__ = [
     "NamingError",
     "NoAddressError",
     "NodeName",
-    "SourceError",
+    "ProviderError",
     "from_network_devices",
     "list_addresses",
     "make_node_name",

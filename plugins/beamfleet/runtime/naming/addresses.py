@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from beamfleet.runtime.naming.errors import SourceError
+from beamfleet.runtime.naming.errors import ProviderError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -79,10 +79,10 @@ def list_addresses(
     env = os.environ if environ is None else environ
     method = env.get("BEAMFLEET_ADDRESSES", "")
     if method not in ("", "ip", "proc"):
-        raise SourceError(f"BEAMFLEET_ADDRESSES must be 'ip' or 'proc', not '{method}'")
+        raise ProviderError(f"BEAMFLEET_ADDRESSES must be 'ip' or 'proc', not '{method}'")
     ip_cmd = shutil.which("ip")
     if method == "ip" and ip_cmd is None:
-        raise SourceError("BEAMFLEET_ADDRESSES=ip but no 'ip' command (iproute2) on PATH")
+        raise ProviderError("BEAMFLEET_ADDRESSES=ip but no 'ip' command (iproute2) on PATH")
     if ip_cmd is not None and method != "proc":
         result = subprocess.run(
             [ip_cmd, "-j", "addr", "show"],
@@ -92,7 +92,7 @@ def list_addresses(
             check=False,
         )
         if result.returncode != 0:
-            raise SourceError(f"'ip -j addr show' failed: {result.stderr.strip()}")
+            raise ProviderError(f"'ip -j addr show' failed: {result.stderr.strip()}")
         return candidates(parse_ip_json(result.stdout))
     try:
         fib_trie = (proc / "net" / "fib_trie").read_text()
@@ -100,7 +100,7 @@ def list_addresses(
         if_inet6_path = proc / "net" / "if_inet6"
         if_inet6 = if_inet6_path.read_text() if if_inet6_path.exists() else ""
     except OSError as exc:
-        raise SourceError(f"cannot read the address tables in {proc}/net: {exc}") from exc
+        raise ProviderError(f"cannot read the address tables in {proc}/net: {exc}") from exc
     return candidates([*parse_proc_ipv4(fib_trie, route), *parse_if_inet6(if_inet6)])
 
 

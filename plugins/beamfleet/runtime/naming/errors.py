@@ -4,9 +4,9 @@ Exit codes (the same in ``beamfleet nodename`` and the ``beamfleet-nodename`` sh
 
 ==  ==========================================================================
 0   success (or, with ``--exec``, never returns: the command replaces the process)
-2   bad input: unknown flag/source/format, invalid basename, CIDR or address
+2   bad input: unknown flag/provider/format, invalid basename, CIDR or address
 3   address selection: no candidate address, or several and no filter decides
-4   source failure: metadata endpoint unreachable or answering an error, unset
+4   address provider failure: metadata endpoint unreachable or answering an error, unset
     ``POD_IP``/``env:VAR``, unresolvable hostname
 126 ``--exec`` command found but not executable; 127 ``--exec`` command not found
 ==  ==========================================================================
@@ -41,7 +41,7 @@ class AmbiguousAddressError(AddressSelectionError):
     """Several candidate addresses remain and no filter decides between them."""
 
 
-class SourceError(NamingError):
-    """A source of the address failed (metadata API, environment, hostname)."""
+class ProviderError(NamingError):
+    """An address provider failed (metadata API, environment, hostname)."""
 
     exit_code = 4

@@ -2,7 +2,9 @@
 
 A node is ``basename@host``. Rules:
 
-- ``basename`` (the "alive" part): 1-200 of ``A-Z a-z 0-9 _ -``.
+- ``basename`` (the "alive" part): 1-200 of ``A-Z a-z 0-9 _ -``
+  (the rules are :mod:`beamfleet.runtime.node_names`, shared with discovery and the
+  distribution client).
 - host an IP address → long names (``-name``, ``RELEASE_DISTRIBUTION=name``): Erlang
   refuses an IP with ``-sname`` ("Hostname 10.x is illegal").
 - host a name with a dot → long names; a single-label host name → short names
@@ -21,7 +23,6 @@ Deploy-time use (pyinfra, host facts in, no I/O)::
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -29,19 +30,18 @@ from dataclasses import dataclass
 from beamfleet.runtime.naming.addresses import Address
 from beamfleet.runtime.naming.errors import InvalidInputError
 from beamfleet.runtime.naming.select import parse_cidr, select_address
+from beamfleet.runtime.node_names import ALIVE_MAX, InvalidNodeNameError, is_alive, parse_host
 
 FORMATS = ("name", "env", "vm.args", "erl-flags")
 INET6_FLAG = "-proto_dist inet6_tcp"
 
-_ALIVE = re.compile(r"[A-Za-z0-9_-]{1,200}")
-_LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 _SAFE = re.compile(r"[A-Za-z0-9@%+=:,./_-]+")
 
 
 def check_basename(basename: str) -> str:
-    if not _ALIVE.fullmatch(basename):
+    if not is_alive(basename):
         raise InvalidInputError(
-            f"invalid --basename '{basename}': use 1-200 letters, digits, '_' or '-' "
+            f"invalid --basename '{basename}': use 1-{ALIVE_MAX} letters, digits, '_' or '-' "
             "(it becomes the part before '@')"
         )
     return basename
@@ -113,23 +113,11 @@ class NodeName:
 def make_node_name(basename: str, host: str) -> NodeName:
     """Validate ``basename`` and ``host`` (an IP or a DNS name) into a :class:`NodeName`."""
     check_basename(basename)
-    host = host.strip()
     try:
-        ip = None if "%" in host else ipaddress.ip_address(host)  # no scoped (zone) addresses
-    except ValueError:
-        ip = None
-    if ip is not None:
-        if ip.is_unspecified or ip.is_multicast:
-            raise InvalidInputError(f"address '{host}' cannot be a node's host")
-        return NodeName(basename, str(ip), longnames=True, ipv6=ip.version == 6)
-    name = host.rstrip(".")
-    labels = name.split(".")
-    if not name or len(name) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
-        raise InvalidInputError(
-            f"invalid host '{host}': not an IP address and not a DNS name "
-            "(letters, digits, '-', labels separated by '.')"
-        )
-    return NodeName(basename, name, longnames="." in name, ipv6=False)
+        checked = parse_host(host)
+    except InvalidNodeNameError as exc:
+        raise InvalidInputError(str(exc)) from exc
+    return NodeName(basename, checked.text, longnames=checked.longnames, ipv6=checked.ipv6)
 
 
 def node_name_from_addresses(
@@ -138,7 +126,7 @@ def node_name_from_addresses(
     cidrs: Sequence[str] = (),
     interface: str | None = None,
 ) -> NodeName:
-    """Pure: pick the address by the same rules as ``--source auto`` and name the node."""
+    """Pure: pick the address by the same rules as ``--provider auto`` and name the node."""
     check_basename(basename)
     networks = [parse_cidr(c) for c in cidrs]
     chosen = select_address(addresses, networks, interface)

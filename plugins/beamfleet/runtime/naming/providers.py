@@ -1,10 +1,12 @@
-"""Sources of the address other than the local interfaces: metadata APIs, env, hostname.
+"""Address providers other than the local interfaces (``auto``): metadata APIs, env, hostname.
+
+An *address provider* is where ``--provider`` takes the node's address from.
 
 Each metadata provider is one documented HTTP GET (AWS first PUTs for an IMDSv2 token).
 Base URLs are overridable, one variable per provider, also honoured by the sh shim:
 
 =============  ====================================  ==================================
-source         default base URL (override variable)  request
+provider       default base URL (override variable)  request
 =============  ====================================  ==================================
 rancher        http://rancher-metadata               GET /latest/self/container/primary_ip
                (BEAMFLEET_METADATA_URL_RANCHER)
@@ -31,7 +33,7 @@ few attempts (``BEAMFLEET_METADATA_ATTEMPTS``, default 3) with a short backoff, 
 only what can be transient: no connection, timeouts, HTTP 429 and 5xx. A 4xx is final
 (a missing header will not fix itself). Errors name the provider and the URL.
 
-Non-HTTP sources: ``k8s`` reads ``POD_IP`` (set it from the downward API,
+Non-HTTP providers: ``k8s`` reads ``POD_IP`` (set it from the downward API,
 ``fieldRef: status.podIP``), ``env:VAR`` reads any variable, ``hostname`` is the FQDN
 (the canonical name of the host name, as ``hostname -f`` prints it; the plain host
 name when it does not resolve).
@@ -46,7 +48,7 @@ import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from beamfleet.runtime.naming.errors import InvalidInputError, SourceError
+from beamfleet.runtime.naming.errors import InvalidInputError, ProviderError
 
 AZURE_API_VERSION = "2021-02-01"
 AWS_TOKEN_TTL = "60"
@@ -70,7 +72,7 @@ class MetadataProvider:
         return (environ.get(self.env_var) or self.default_base).rstrip("/")
 
 
-PROVIDERS: dict[str, MetadataProvider] = {
+METADATA_PROVIDERS: dict[str, MetadataProvider] = {
     p.name: p
     for p in (
         MetadataProvider("rancher", "http://rancher-metadata", "/latest/self/container/primary_ip"),
@@ -99,24 +101,26 @@ PROVIDERS: dict[str, MetadataProvider] = {
     )
 }
 
-SOURCES = ("auto", *PROVIDERS, "k8s", "hostname", "env:VAR")
+PROVIDER_CHOICES = ("auto", *METADATA_PROVIDERS, "k8s", "hostname", "env:VAR")
 
 
-def check_source(source: str) -> str:
-    """Validate ``--source`` before anything is looked up."""
-    if source in ("auto", "k8s", "hostname") or source in PROVIDERS:
-        return source
-    if source.startswith("env:"):
-        var = source[4:]
+def check_provider(provider: str) -> str:
+    """Validate ``--provider`` before anything is looked up."""
+    if provider in ("auto", "k8s", "hostname") or provider in METADATA_PROVIDERS:
+        return provider
+    if provider.startswith("env:"):
+        var = provider[4:]
         if (
             var
             and (var[0].isalpha() or var[0] == "_")
             and all(c.isalnum() or c == "_" for c in var)
             and var.isascii()
         ):
-            return source
-        raise InvalidInputError(f"invalid --source '{source}': env:VAR needs a variable name")
-    raise InvalidInputError(f"unknown --source '{source}'; expected one of: {', '.join(SOURCES)}")
+            return provider
+        raise InvalidInputError(f"invalid --provider '{provider}': env:VAR needs a variable name")
+    raise InvalidInputError(
+        f"unknown --provider '{provider}'; expected one of: {', '.join(PROVIDER_CHOICES)}"
+    )
 
 
 @dataclass(frozen=True)
@@ -155,13 +159,13 @@ def _request(
         except urllib.error.HTTPError as exc:
             last = f"HTTP {exc.code}"
             if exc.code != 429 and exc.code < 500:
-                raise SourceError(f"{provider} metadata: {method} {url} answered {last}") from exc
+                raise ProviderError(f"{provider} metadata: {method} {url} answered {last}") from exc
         except (urllib.error.URLError, TimeoutError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             last = f"not reachable ({reason})"
-    raise SourceError(
+    raise ProviderError(
         f"{provider} metadata: {method} {url} failed after {http.attempts} attempts: {last}; "
-        f"is this running on {provider}? (set {PROVIDERS[provider].env_var} to override "
+        f"is this running on {provider}? (set {METADATA_PROVIDERS[provider].env_var} to override "
         "the endpoint)"
     )
 
@@ -170,7 +174,7 @@ def fetch_metadata_address(
     name: str, environ: Mapping[str, str], http: HttpSettings | None = None
 ) -> str:
     """The address a metadata provider reports for this instance/container."""
-    provider = PROVIDERS[name]
+    provider = METADATA_PROVIDERS[name]
     settings = http or HttpSettings.from_env(environ)
     base = provider.base_url(environ)
     headers = dict(provider.headers)
@@ -185,7 +189,7 @@ def fetch_metadata_address(
         headers["X-aws-ec2-metadata-token"] = token
     value = _request(name, "GET", base + provider.path, headers, settings)
     if not value:
-        raise SourceError(f"{name} metadata: {base + provider.path} answered an empty address")
+        raise ProviderError(f"{name} metadata: {base + provider.path} answered an empty address")
     return value
 
 
@@ -200,24 +204,24 @@ def fqdn() -> str:
     return canon or name
 
 
-def source_host(source: str, environ: Mapping[str, str]) -> str:
-    """The host part for a non-``auto`` source (an address or a host name, unvalidated)."""
-    if source in PROVIDERS:
-        return fetch_metadata_address(source, environ)
-    if source == "k8s":
+def provider_host(provider: str, environ: Mapping[str, str]) -> str:
+    """The host part from a provider other than ``auto`` (an address or a name, unchecked)."""
+    if provider in METADATA_PROVIDERS:
+        return fetch_metadata_address(provider, environ)
+    if provider == "k8s":
         value = environ.get("POD_IP", "").strip()
         if not value:
-            raise SourceError(
+            raise ProviderError(
                 "k8s: POD_IP is not set; add to the container spec: env: - name: POD_IP, "
                 "valueFrom: fieldRef: fieldPath: status.podIP"
             )
         return value
-    if source == "hostname":
+    if provider == "hostname":
         return fqdn()
-    if source.startswith("env:"):
-        var = source[4:]
+    if provider.startswith("env:"):
+        var = provider[4:]
         value = environ.get(var, "").strip()
         if not value:
-            raise SourceError(f"env:{var}: the variable {var} is not set or empty")
+            raise ProviderError(f"env:{var}: the variable {var} is not set or empty")
         return value
-    raise InvalidInputError(f"unknown --source '{source}'")
+    raise InvalidInputError(f"unknown --provider '{provider}'")

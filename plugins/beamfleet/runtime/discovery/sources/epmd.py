@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from beamfleet.runtime.constants import EPMD_PORT
-from beamfleet.runtime.discovery.errors import SourceError
+from beamfleet.runtime.discovery.errors import ConfigError, SourceError
 from beamfleet.runtime.discovery.peers import Peer
 from beamfleet.runtime.discovery.sources.kind import BuildContext, SourceKind, SourceSpec
 from beamfleet.runtime.erlang_dist import DistError
 from beamfleet.runtime.erlang_dist import epmd as epmd_client
+from beamfleet.runtime.host_port import split_host_port
 
 
 class EpmdSource:
@@ -42,14 +43,11 @@ class EpmdSource:
 
 
 def _build(spec: SourceSpec, ctx: BuildContext) -> EpmdSource:
-    # HOST or HOST:PORT; an IPv6 address (several colons) never carries a port here
-    host, _, port = spec.arg.rpartition(":") if spec.arg.count(":") == 1 else (spec.arg, "", "")
-    return EpmdSource(
-        host or spec.arg,
-        basename=spec.basename,
-        port=int(port) if port else EPMD_PORT,
-        timeout=ctx.timeout,
-    )
+    try:
+        host, port = split_host_port(spec.arg, default_port=EPMD_PORT)
+    except ValueError as exc:
+        raise ConfigError([f"--source epmd:{spec.arg}: expected HOST[:PORT] ({exc})"]) from exc
+    return EpmdSource(host, basename=spec.basename, port=port, timeout=ctx.timeout)
 
 
 SOURCE_KIND = SourceKind(

@@ -22,6 +22,7 @@ import dns.reversename
 import dns.rrset
 
 from beamfleet.runtime.discovery.errors import ConfigError
+from beamfleet.runtime.host_port import split_host_port
 
 
 class LookupFailed(Exception):
@@ -37,16 +38,12 @@ class ResolverStats:
 
 def parse_nameserver(text: str) -> tuple[str, int]:
     """``"10.0.0.2"``, ``"10.0.0.2:5353"``, ``"[fd00::2]:53"`` or ``"fd00::2"`` -> (ip, port)."""
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        port = rest.lstrip(":") or "53"
-    elif text.count(":") == 1:
-        host, port = text.split(":")
-    else:
-        host, port = text, "53"
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError([f"--nameserver {text!r}: bad port"])
-    return host, int(port)
+    try:
+        return split_host_port(text, default_port=53)
+    except ValueError as exc:
+        raise ConfigError(
+            [f"--nameserver {text!r}: expected IP[:PORT] or [IPV6]:PORT ({exc})"]
+        ) from exc
 
 
 @dataclass
