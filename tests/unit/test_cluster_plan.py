@@ -16,6 +16,7 @@ from beamfleet.controller.deploys.cookie import CookieFileError, plan_cookie, re
 from beamfleet.controller.docker_cli import context_hash
 from beamfleet.controller.facts.beam import render_mesh
 from beamfleet.controller.facts.secrets import parse_secrets
+from beamfleet.controller.inventory import InventoryValidationError
 from beamfleet.controller.operations.secrets import content_hash
 from beamfleet.controller.operations.services import LABEL_SPEC_HASH, spec_hash, with_spec_hash
 from beamfleet.runtime.erlang_dist import CookieFileError as RuntimeCookieFileError
@@ -66,7 +67,7 @@ def test_cookie_file_must_be_private_and_is_never_in_messages(tmp_path: Path) ->
     path = tmp_path / "cookie"
     path.write_text("s3cr3t-cookie-value-0123\n")
     path.chmod(0o644)
-    with pytest.raises(CookieFileError) as info:
+    with pytest.raises(InventoryValidationError) as info:
         read_cookie_value(str(path))
     assert "chmod 600" in str(info.value) and "s3cr3t" not in str(info.value)
     path.chmod(0o600)
@@ -74,7 +75,7 @@ def test_cookie_file_must_be_private_and_is_never_in_messages(tmp_path: Path) ->
     assert value.unmask() == "s3cr3t-cookie-value-0123"
     assert "s3cr3t" not in repr(value) and "s3cr3t" not in str(value)
     path.write_text("short")
-    with pytest.raises(CookieFileError, match="16-255"):
+    with pytest.raises(InventoryValidationError, match="16-255"):
         read_cookie_value(str(path))
 
 
@@ -209,11 +210,13 @@ def test_check_stops_at_once_when_the_service_is_missing(
 
 
 def test_cookie_file_errors_are_the_runtimes(tmp_path: Path) -> None:
+    """One CookieFileError class; pyinfra sees it as an inventory problem (a message)."""
     assert CookieFileError is RuntimeCookieFileError
-    with pytest.raises(RuntimeCookieFileError, match="cookie_file setting"):
+    with pytest.raises(InventoryValidationError, match="cookie_file setting") as info:
         read_cookie_value(str(tmp_path / "missing"))
+    assert isinstance(info.value.__cause__, RuntimeCookieFileError)
     two = tmp_path / "two"
     two.write_text("a" * 20 + "\n" + "b" * 20 + "\n")
     two.chmod(0o600)
-    with pytest.raises(RuntimeCookieFileError, match="more than one line"):
+    with pytest.raises(InventoryValidationError, match="more than one line"):
         read_cookie_value(str(two))

@@ -25,6 +25,7 @@ from pyinfra.context import host
 
 from beamfleet.controller.facts.secrets import LABEL_CONTENT_HASH, SwarmSecrets
 from beamfleet.controller.facts.services import SwarmServices
+from beamfleet.controller.inventory import InventoryValidationError
 from beamfleet.controller.operations import secrets
 from beamfleet.runtime.erlang_dist.cookie import CookieFileError, read_cookie_file
 
@@ -88,11 +89,15 @@ def read_cookie_value(path: str) -> HiddenValue:
     """The cookie in ``path`` on the controller, wrapped so pyinfra never prints it.
 
     The file must be private (mode 600) and the cookie strong (16-255 printable ASCII
-    characters): the runtime's reader checks both and raises its ``CookieFileError``.
+    characters): the runtime's reader checks both. Its ``CookieFileError`` reaches pyinfra
+    as an :class:`InventoryValidationError`, which pyinfra prints as a message, not a trace.
     """
-    value = read_cookie_file(
-        path, private=True, strong=True, hint="check the cookie_file setting of the cluster"
-    )
+    try:
+        value = read_cookie_file(
+            path, private=True, strong=True, hint="check the cookie_file setting of the cluster"
+        )
+    except CookieFileError as exc:
+        raise InventoryValidationError([str(exc)]) from exc
     return HiddenValue(value, masked_value="*COOKIE*")  # type: ignore[no-untyped-call]
 
 
