@@ -6,8 +6,9 @@ same cookie secret. The agents find the application's nodes with DNS
 between them by rendezvous hashing (``--ownership rendezvous``): each node is driven by
 exactly one live agent, and a host joining or leaving just moves a share of them.
 
-Its ``/healthz`` (healthy when the last poll is recent and every owned node is reachable)
-is the service's healthcheck.
+Its ``/livez`` (the poll loop ends rounds) is the service's healthcheck: never its
+readiness (``/readyz``: every owned node reachable), or Swarm would restart agents while
+the application's tasks start, moving ownership and restarting the wait, round after round.
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ from beamfleet.runtime.constants import AGENT_PORT, COOKIE_MOUNT_PATH, COOKIE_SE
 
 AGENT_UID = 10002  # the `beamfleet` user of the agent image (assets/agent/Dockerfile)
 
-_HEALTHZ = (
+_LIVEZ = (
     "import sys, urllib.request; "
-    "sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:{port}/healthz', timeout=2)"
+    "sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:{port}/livez', timeout=2)"
     ".status == 200 else 1)"
 )
 
@@ -43,7 +44,7 @@ AGENT_KEYS = KeyTable(
         KeySpec(
             "agent_port",
             (int,),
-            "agent `/healthz`, `/metrics`, status port (inside the overlay)",
+            "agent `/livez`, `/readyz`, `/metrics` port (inside the overlay)",
             AGENT_PORT,
             positive,
         ),
@@ -106,13 +107,12 @@ def agent_spec(app: AppSettings, agent: AgentSettings, cookie_secret: str) -> di
                     }
                 ],
                 "Healthcheck": {
-                    "Test": ["CMD", "python3", "-c", _HEALTHZ.format(port=agent.port)],
-                    # /healthz also fails while an owned node is unreachable (e.g. the
-                    # app still starting): be patient, or swarm restarts the agent for it.
+                    "Test": ["CMD", "python3", "-c", _LIVEZ.format(port=agent.port)],
+                    # liveness fails only after 30 s without a round; three misses more
                     "Interval": 5 * SECOND,
                     "Timeout": 3 * SECOND,
-                    "Retries": 6,
-                    "StartPeriod": 60 * SECOND,
+                    "Retries": 3,
+                    "StartPeriod": 20 * SECOND,
                 },
             },
             "Resources": {

@@ -18,7 +18,7 @@ reopening) the connections to them, leaving a slow connect in the background;
 :mod:`.reconcile` connects each owned node to its missing peers; :mod:`.removals` waits
 out a departed peer's grace and then removes it (:mod:`.departure`); :mod:`.convergence`
 times new peers for the histogram; :mod:`.status` gives the health verdict and the
-``/healthz``, ``/metrics`` and ``/status`` answers. :mod:`.agent` only wires these and
+``/livez``, ``/readyz``, ``/metrics`` and ``/status`` answers. :mod:`.agent` only wires these and
 updates the metrics of a round.
 """
 
