@@ -571,13 +571,18 @@ class _Backoff:
     """
 
     def __init__(self) -> None:
-        self._entries: dict[tuple[str, str], tuple[float, float]] = {}  # until, delay
+        # until, delay, what the failure said (e.g. the rejecting status)
+        self._entries: dict[tuple[str, str], tuple[float, float, str]] = {}
 
     def remaining(self, key: tuple[str, str]) -> float:
         entry = self._entries.get(key)
         return max(0.0, entry[0] - time.monotonic()) if entry else 0.0
 
-    def failed(self, key: tuple[str, str]) -> None:
+    def detail(self, key: tuple[str, str]) -> str:
+        entry = self._entries.get(key)
+        return entry[2] if entry else ""
+
+    def failed(self, key: tuple[str, str], detail: str = "") -> None:
         now = time.monotonic()
         if len(self._entries) > 4096:  # forget expired entries of old targets
             self._entries = {k: v for k, v in self._entries.items()
@@ -586,7 +591,7 @@ class _Backoff:
         # a failure soon after the last backoff ran out doubles it; a later one restarts
         delay = (min(prev[1] * 2, BACKOFF_MAX) if prev and now < prev[0] + prev[1]
                  else BACKOFF_FIRST)
-        self._entries[key] = (now + delay, delay)
+        self._entries[key] = (now + delay, delay, detail)
 
     def succeeded(self, *keys: tuple[str, str]) -> None:
         for key in keys:
@@ -612,7 +617,7 @@ def _check_backoff(node: str, cookie: str) -> None:
         raise AuthenticationFailed(node, retry_after=wait)
     wait = backoff.remaining((node, "rejected"))
     if wait:
-        raise HandshakeRejected(node, "rejected recently", retry_after=wait)
+        raise HandshakeRejected(node, backoff.detail((node, "rejected")), retry_after=wait)
 
 
 class _NameTaken(Exception):
@@ -653,9 +658,9 @@ async def _open(node: str, cookie: str, *, timeout: float, epmd_port: int,
         except UnexpectedNode:
             release()
             raise
-        except HandshakeRejected:
+        except HandshakeRejected as exc:
             release()
-            backoff.failed((node, "rejected"))
+            backoff.failed((node, "rejected"), exc.status)
             raise
         except BaseException:
             release()
