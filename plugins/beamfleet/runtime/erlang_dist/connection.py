@@ -186,8 +186,10 @@ class _DistProtocol(asyncio.Protocol):
             self.hs_waiter.set_result(None)
 
     def _buffer_handshake(self, data: bytes) -> None:
+        if self.hs_error is not None:
+            return  # closing; keep nothing more
         self.buf += data
-        if len(self.buf) > HANDSHAKE_BUFFER_LIMIT and self.hs_error is None:
+        if len(self.buf) > HANDSHAKE_BUFFER_LIMIT:
             # an honest node sends three short messages and waits for us
             self.hs_error = HandshakeRejected(
                 self.conn.node, f"the node sent over {HANDSHAKE_BUFFER_LIMIT:,} bytes "
