@@ -9,12 +9,15 @@ kept to loopback.
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from beamfleet.controller.deploys.agent import AgentSettings, agent_spec
+from beamfleet.controller.deploys.app import AppSettings
 from beamfleet.runtime.discovery.server import HttpServer, ServerLimits, _from_loopback
 
 
@@ -140,3 +143,22 @@ def test_bad_requests_get_an_error_status_not_an_exception(
 def test_private_paths_are_for_loopback_clients_only(peer: Any, loopback: bool) -> None:
     writer = SimpleNamespace(get_extra_info=lambda name: peer)
     assert _from_loopback(writer) is loopback  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("answer", "exit_code"), [(200, 0), (503, 1)])
+def test_the_swarm_healthcheck_asks_livez_and_reads_its_status(answer: int, exit_code: int) -> None:
+    """The agent service's healthcheck command, run as Docker runs it, against a server."""
+    async def scenario() -> int:
+        server = HttpServer({"/livez": lambda: (answer, "text/plain", "x\n")})
+        await server.start("127.0.0.1", 0)
+        assert server._server is not None
+        port = server._server.sockets[0].getsockname()[1]
+        spec: Any = agent_spec(AppSettings(name="demo"), AgentSettings(port=port), "c.v1")
+        test = spec["TaskTemplate"]["ContainerSpec"]["Healthcheck"]["Test"]
+        assert test[:2] == ["CMD", "python3"]
+        proc = await asyncio.create_subprocess_exec(sys.executable, *test[2:])
+        code = await asyncio.wait_for(proc.wait(), 10)
+        await server.close()
+        return code
+
+    assert asyncio.run(scenario()) == exit_code
