@@ -231,6 +231,9 @@ class Agent:
         if owned != self.mesh.owned:
             self.log.info("owned_nodes", nodes=sorted(owned))
         await self.links.close_except(owned)
+        for node in self.mesh.owned - owned:
+            # its series would otherwise stay in /metrics with their last values forever
+            self.metrics.drop_labelled(node=node)
         self.mesh.results = {n: r for n, r in self.mesh.results.items() if n in owned}
         self.mesh.owned = owned
         self.metrics.set("beamfleet_agent_owned_nodes", len(owned))

@@ -53,6 +53,20 @@ class Metrics:
         for key in [k for k in self.values if k[0] == name]:
             del self.values[key]
 
+    def drop_labelled(self, **labels: str) -> None:
+        """Remove every series carrying all of ``labels`` (any name, any other labels).
+
+        A node that is no longer driven must not leave its last values behind: a stale
+        ``beamfleet_agent_node_reachable{node="..."} 0`` reads as an outage forever.
+
+        Example::
+
+            metrics.drop_labelled(node="app@10.0.0.3")
+        """
+        wanted = set(labels.items())
+        for key in [k for k in self.values if wanted <= set(k[1])]:
+            del self.values[key]
+
     def get(self, name: str, **labels: str) -> float:
         return self.values.get((name, tuple(sorted(labels.items()))), 0.0)
 
