@@ -90,7 +90,9 @@ def test_inflight_connects_are_cancelled_when_the_peer_leaves_or_the_node_is_not
     cluster = FakeCluster([A, B, C, D], slow={D})
     source = ListSource([{A, B, D}, {A, B}, {B, C}])
     clock = [0.0]
-    agent, _ = make_agent(tmp_path, source, cluster, clock, connect_timeout=30.0)
+    agent, _ = make_agent(
+        tmp_path, source, cluster, clock, connect_timeout=30.0, interval=0.05
+    )
 
     async def go() -> None:
         await agent.poll_once()  # A and B start connecting D, which never answers
@@ -98,9 +100,10 @@ def test_inflight_connects_are_cancelled_when_the_peer_leaves_or_the_node_is_not
         assert all(started.values()), "the slow connects are in flight"
         clock[0] += 1
         await agent.poll_once()  # D left the desired set
-        await asyncio.sleep(0)
         for node, task in started.items():
-            assert task is not None and task.cancelled(), f"{node}->{D} connect still running"
+            assert task is not None
+            await asyncio.wait([task], timeout=1.0)  # a cancel takes a few loop turns
+            assert task.cancelled(), f"{node}->{D} connect still running"
             assert D not in agent.links.inflight(node).tasks
         # C joins while A stops being owned: A's link and what runs through it go
         cluster.slow.add(C)

@@ -164,6 +164,7 @@ class Agent:
         self.convergence.desired(desired, self.clock())
         self.mesh.desired = desired
         owned = await self._owned(desired)
+        self.links.retain_inflight(desired)
 
         live = await self.links.open(owned)
         results = await self._reconcile(live, desired)
