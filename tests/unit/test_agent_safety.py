@@ -20,6 +20,7 @@ from beamfleet.runtime.discovery.agent import Agent
 from beamfleet.runtime.discovery.config import load_config
 from beamfleet.runtime.discovery.errors import ConfigError
 from beamfleet.runtime.discovery.log import JsonLog
+from beamfleet.runtime.discovery.metrics import Metrics
 from beamfleet.runtime.discovery.ownership import AllOwnership
 from beamfleet.runtime.discovery.peers import PeerNaming
 from beamfleet.runtime.discovery.sources import build_source
@@ -70,8 +71,6 @@ def test_series_of_a_node_no_longer_owned_are_removed(tmp_path: Path) -> None:
 
 
 def test_metrics_drop_series_by_label() -> None:
-    from beamfleet.runtime.discovery.metrics import Metrics
-
     m = Metrics()
     m.set("g", 1, node="x")
     m.set("g", 1, node="y")
@@ -90,9 +89,7 @@ def test_inflight_connects_are_cancelled_when_the_peer_leaves_or_the_node_is_not
     cluster = FakeCluster([A, B, C, D], slow={D})
     source = ListSource([{A, B, D}, {A, B}, {B, C}])
     clock = [0.0]
-    agent, _ = make_agent(
-        tmp_path, source, cluster, clock, connect_timeout=30.0, interval=0.05
-    )
+    agent, _ = make_agent(tmp_path, source, cluster, clock, connect_timeout=30.0, interval=0.05)
 
     async def go() -> None:
         await agent.poll_once()  # A and B start connecting D, which never answers

@@ -123,4 +123,10 @@ def status(listen: str | None, as_json: bool, timeout: float) -> None:
             )
         for peer, age in data["pending_removal"].items():
             click.echo(f"pending removal: {peer} (absent {age} s)")
+        deferred = data.get("removal_deferred") or []  # absent from older agents
+        if deferred:
+            click.echo(
+                f"removal deferred: {len(deferred)} peer(s) past their grace kept, "
+                f"at most {data.get('removal_limit')} removed per grace window"
+            )
     sys.exit(0 if data["healthy"] else 1)

@@ -99,6 +99,7 @@ class Agent:
             connector,
             self.poller.managed,
             self.settings,
+            max_fraction=config.max_removal_fraction,
             metrics=self.metrics,
             log=self.log,
             round_wait=self.round_wait,

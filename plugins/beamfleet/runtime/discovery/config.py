@@ -71,6 +71,9 @@ class AgentConfig:
     max_parallel: int = field(default_factory=setting("max_parallel").default_value)
     grace_polls: int = field(default_factory=setting("grace_polls").default_value)
     grace_seconds: float = field(default_factory=setting("grace_seconds").default_value)
+    max_removal_fraction: float = field(
+        default_factory=setting("max_removal_fraction").default_value
+    )
     allow_empty: bool = field(default_factory=setting("allow_empty").default_value)
     status_public: bool = field(default_factory=setting("status_public").default_value)
     backoff_max: float = field(default_factory=setting("backoff_max").default_value)

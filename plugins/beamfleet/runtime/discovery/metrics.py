@@ -16,6 +16,10 @@ _HELP = {
     "beamfleet_agent_connects_total": ("counter", "Successful connects made by the agent."),
     "beamfleet_agent_connect_failures_total": ("counter", "Connects that failed or timed out."),
     "beamfleet_agent_disconnects_total": ("counter", "Departed peers removed."),
+    "beamfleet_agent_removals_deferred": (
+        "gauge",
+        "Departed peers kept because the removal limit of the grace window was reached.",
+    ),
     "beamfleet_agent_owned_nodes": ("gauge", "Nodes this agent drives."),
     "beamfleet_agent_node_reachable": ("gauge", "1 when the agent holds a connection to the node."),
     "beamfleet_agent_dns_tcp_retries_total": ("counter", "Truncated UDP answers retried on TCP."),

@@ -49,6 +49,11 @@ def fraction(value: Any) -> str | None:
     return None if 0 <= value < 1 else f"must be in [0, 1), got {value:g}"
 
 
+def share(value: Any) -> str | None:
+    """A check that the value is in (0, 1]."""
+    return None if 0 < value <= 1 else f"must be in (0, 1], got {value:g}"
+
+
 def existing_file(value: Any) -> str | None:
     """A check that the value names a regular file."""
     return None if Path(value).is_file() else f"{value}: no such file"
@@ -244,6 +249,14 @@ SETTINGS: tuple[Setting, ...] = (
         "Seconds a peer must also be absent for before removal.",
         unit="s",
         check=at_least(0.0),
+    ),
+    Setting(
+        "max_removal_fraction",
+        float,
+        0.34,
+        "Largest share of the managed peers removed per grace window (one peer always may "
+        "be); the others wait for a later window, so a partial answer cannot empty the cluster.",
+        check=share,
     ),
     Setting(
         "allow_empty",
