@@ -217,6 +217,19 @@ def test_dns_source_keeps_only_addresses_inside_the_subnet_and_logs_the_others_o
     assert dropped[0]["source"] == "dns:tasks.app"
 
 
+def test_an_answer_with_no_address_inside_the_subnet_is_empty_and_says_why() -> None:
+    source = build_source(
+        "dns",
+        "tasks.app",
+        basename="app",
+        naming=PeerNaming.parse("ip"),
+        resolver=lambda: FixedResolver(["192.168.7.2"]),
+        subnets=(ipaddress.ip_network("10.0.1.0/24"),),
+    )
+    assert run(source.poll()) == set()
+    assert source.empty_reason == "no address of tasks.app is inside --subnet 10.0.1.0/24"
+
+
 def test_subnet_setting_parses_a_comma_list_and_refuses_garbage(tmp_path: Path) -> None:
     env = config_env(tmp_path)
     config = load_config({"subnet": "10.0.1.0/24, fd00::/64"}, ["static:a@h"], env=env)

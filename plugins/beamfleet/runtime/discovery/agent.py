@@ -121,6 +121,8 @@ class Agent:
 
     @classmethod
     def from_config(cls, config: AgentConfig, cookie: str, *, log: JsonLog | None = None) -> Agent:
+        log = log or JsonLog(level=config.log_level)
+
         def resolver() -> StubResolver:
             return StubResolver.from_system(config.nameservers or None, timeout=config.dns_timeout)
 
@@ -132,6 +134,8 @@ class Agent:
                 naming=config.naming,
                 resolver=resolver,
                 timeout=config.dns_timeout,
+                subnets=config.subnets,
+                log=log,
             )
             for s in config.sources
         ]

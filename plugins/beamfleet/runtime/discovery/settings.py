@@ -28,6 +28,7 @@ from beamfleet.runtime.discovery.peers import PeerNaming
 from beamfleet.runtime.discovery.server import parse_listen
 from beamfleet.runtime.discovery.sources import REGISTRY, sources_help
 from beamfleet.runtime.discovery.sources.resolver import parse_nameserver
+from beamfleet.runtime.discovery.sources.subnet import parse_subnets
 
 ENV_PREFIX = "BEAMFLEET_"
 
@@ -223,6 +224,17 @@ SETTINGS: tuple[Setting, ...] = (
         default_text="/etc/resolv.conf",
         convert=nameservers,
         field="nameservers",
+    ),
+    Setting(
+        "subnet",
+        str,
+        "",
+        "Networks the dns and srv sources' addresses must be in, comma-separated; the "
+        "others are dropped (logged once), so no node is connected outside the cluster.",
+        metavar="CIDR,...",
+        default_text="no filter",
+        convert=parse_subnets,
+        field="subnets",
     ),
     Setting("agents_dns", str, None, "rendezvous: the agents' own DNS name.", metavar="NAME"),
     Setting(
