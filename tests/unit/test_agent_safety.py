@@ -25,6 +25,7 @@ from beamfleet.runtime.discovery.ownership import AllOwnership
 from beamfleet.runtime.discovery.peers import PeerNaming
 from beamfleet.runtime.discovery.sources import build_source
 from beamfleet.runtime.discovery.sources.resolver import StubResolver
+from tests.unit.test_agent_cli import _serve
 from tests.unit.test_agent_parts import log_lines
 from tests.unit.test_discovery import A, B, C, D, FakeCluster, ListSource, run
 
@@ -154,6 +155,29 @@ def test_a_partial_answer_removes_at_most_a_fraction_per_grace_window(tmp_path: 
     run(rounds(20, 2.0))  # later windows go on removing, never more than the cap at once
     assert departed(cluster) == set(TEN[2:])
     assert agent.status.report()["removal_deferred"] == []
+
+
+def test_beamfleet_status_prints_the_deferred_removals() -> None:
+    state = {
+        "healthy": True,
+        "reason": "ok",
+        "ownership": "all",
+        "desired": [A],
+        "last_success_age": 0.4,
+        "pending_removal": {},
+        "removal_deferred": [B, C],
+        "removal_limit": 1,
+        "sources": [],
+        "owned": {},
+    }
+    server, port = _serve(state)
+    try:
+        result = CliRunner().invoke(main, ["status", "--listen", f"127.0.0.1:{port}"])
+    finally:
+        server.shutdown()
+    assert result.exit_code == 0, result.output
+    assert "removal deferred: 2 peer(s)" in result.output
+    assert "at most 1 removed per grace window" in result.output
 
 
 def test_at_least_one_peer_may_always_be_removed(tmp_path: Path) -> None:
