@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Convergence of `beamfleet agent` on N = 10 and 30 real erl nodes, vs libcluster defaults.
+"""Convergence of `beamfleet agent` on N = 10, 30 (and 100) real erl nodes, vs libcluster defaults.
 
 Each node is one ``erl -name app@10.235.x.y`` in its own network namespace with its own
 EPMD (10.235.0.0/16); a real dnsmasq on the bridge serves ``app.bench``; the agent is the
@@ -13,13 +13,15 @@ Measured, per N and per agent setting:
   This includes the grace period (>= 3 polls and >= 10 s) by design.
 - peer loss: every node logs its nodeup/nodedown events from inside the VM; any
   ``nodedown`` of a node other than the one being replaced/removed is a lost peer.
-- agent RSS and CPU (N = 30, defaults) over a quiet 20 s window, from /proc.
+- agent RSS and CPU (the largest N, defaults) over a quiet 20 s window, from /proc.
 
 The baseline is the same agent with libcluster's defaults: 5 s interval, no jitter,
 sequential connects (``--max-parallel 1``).
 
 Usage: .venv/bin/python benchmarks/convergence.py [--events 20] [--sizes 10,30]
-(root; needs ip netns, dnsmasq, erl; takes about 10 minutes on 2 cores).
+         [--baseline-sizes 10,30]
+(root; needs ip netns, dnsmasq, erl; takes about 10 minutes on 2 cores; --sizes 10,30,100
+--baseline-sizes 10,30 adds the 100-node row, about 5 minutes more and 3 GB of memory).
 """
 
 from __future__ import annotations
@@ -166,8 +168,12 @@ def main() -> int:
     ap.add_argument("--events", type=int, default=20)
     ap.add_argument("--removals", type=int, default=3)
     ap.add_argument("--sizes", default="10,30")
+    ap.add_argument("--baseline-sizes", default=None,
+                    help="sizes that also get the libcluster-defaults row (default: all)")
     opts = ap.parse_args()
     sizes = [int(s) for s in opts.sizes.split(",")]
+    baseline_sizes = (sizes if opts.baseline_sizes is None
+                      else [int(s) for s in opts.baseline_sizes.split(",")])
     random.seed(235)
     results: list[Result] = []
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
@@ -182,8 +188,9 @@ def main() -> int:
             for n in sizes:
                 results.append(run_phase("beamfleet defaults", DEFAULTS, dns, hosts, nodes, n,
                                          opts.events, opts.removals, n == max(sizes)))
-                results.append(run_phase("libcluster defaults", BASELINE, dns, hosts, nodes, n,
-                                         opts.events, 0, False))
+                if n in baseline_sizes:
+                    results.append(run_phase("libcluster defaults", BASELINE, dns, hosts, nodes,
+                                             n, opts.events, 0, False))
         finally:
             for node in nodes:
                 with contextlib.suppress(Exception):
@@ -205,12 +212,14 @@ def main() -> int:
               f"{max(r.join):>7.2f} s {rem:>12} {r.lost:>11} {rss:>8} {cpu:>6}")
     print("targets:")
     for n in sizes:
-        ours, base = by[("beamfleet defaults", n)], by[("libcluster defaults", n)]
-        speed = pct(base.join, .5) / pct(ours.join, .5)
-        line = f"  N={n}: join p95 {pct(ours.join, .95):.2f} s, {speed:.1f}x faster (p50) " \
-               f"than libcluster defaults (>= 3x)"
-        good = speed >= 3
-        if n == 30:
+        ours, base = by[("beamfleet defaults", n)], by.get(("libcluster defaults", n))
+        line = f"  N={n}: join p95 {pct(ours.join, .95):.2f} s"
+        good = True
+        if base is not None:
+            speed = pct(base.join, .5) / pct(ours.join, .5)
+            line += f", {speed:.1f}x faster (p50) than libcluster defaults (>= 3x)"
+            good = speed >= 3
+        if n >= 30:
             line += f"; p95 <= 1.5 s: {'ok' if pct(ours.join, .95) <= 1.5 else 'MISSED'}"
             good &= pct(ours.join, .95) <= 1.5
         ok &= good
@@ -220,10 +229,13 @@ def main() -> int:
     ok &= lost == 0
     big = by[("beamfleet defaults", max(sizes))]
     if big.rss is not None and big.cpu is not None:
-        good = big.rss <= 40 and big.cpu < 2
+        # what one agent may cost, by the number of nodes it drives
+        rss_max, cpu_max = (60.0, 5.0) if max(sizes) > 30 else (40.0, 2.0)
+        good = big.rss <= rss_max and big.cpu < cpu_max
         ok &= good
-        print(f"  agent RSS {big.rss:.1f} MB (<= 40) and CPU {big.cpu:.2f}% of one core (< 2%) "
-              f"polling {max(sizes)} peers every second: {'ok' if good else 'MISSED'}")
+        print(f"  agent RSS {big.rss:.1f} MB (<= {rss_max:g}) and CPU {big.cpu:.2f}% of one "
+              f"core (< {cpu_max:g}%) polling {max(sizes)} peers every second: "
+              f"{'ok' if good else 'MISSED'}")
     print("all targets met" if ok else "some targets MISSED")
     return 0 if ok else 1
 

@@ -136,7 +136,9 @@ async def bench(node: ErlNode) -> list[tuple[str, str, str, bool | None]]:
 
     gc.collect()
     before = rss_mb()
-    conns = [await connect(node.name, cookie, epmd_port=port) for _ in range(OPEN_CONNECTIONS)]
+    # one identity per connection: an identity has a pool of only NAME_POOL_SIZE names
+    conns = [await connect(node.name, cookie, epmd_port=port, identity=f"bench{i}")
+             for i in range(OPEN_CONNECTIONS)]
     results = await asyncio.gather(*(c.rpc("erlang", "abs", [-1]) for c in conns))
     assert results == [1] * OPEN_CONNECTIONS
     after = rss_mb()

@@ -421,7 +421,10 @@ def test_close_is_clean(erl_node: NodeFactory) -> None:
         name = conn.local_name
         await conn.close()
         await asyncio.wait_for(conn.wait_closed(), 1)
-        async with connect(node.name, node.cookie, epmd_port=node.epmd_port) as probe:
+        # another identity: with ours the probe could reuse the closed connection's name
+        async with connect(node.name, node.cookie, epmd_port=node.epmd_port,
+                           identity="probe") as probe:
+            assert probe.local_name != name
             deadline = time.monotonic() + 10
             while name in await probe.nodes("hidden"):
                 assert time.monotonic() < deadline, "closed connection still listed"

@@ -3,7 +3,8 @@
 cluster -> check -> scale 3 -> 6 (replicas in the inventory data) -> check -> add a 4th
 host -> cluster -> check -> unchanged re-run: zero changes, no task restarted -> kill an
 app task -> the mesh heals -> check. And the cookie shows nowhere: pyinfra output, logs,
-`ps` on any host, `docker inspect`, image history.
+`ps` on any host, `docker inspect`, image history. Last, 40 tasks on the 4 hosts: a complete
+mesh with no agent task restarted.
 
 The tests run in file order and share the lab (each step builds on the previous one).
 """
@@ -198,3 +199,20 @@ def test_cookie_shows_nowhere(lab: LabHandle) -> None:
     assert json.loads(places["service inspect"])  # the places were really read
     leaks = [where for where, text in places.items() if cookie in text]
     assert leaks == []
+
+
+def agent_task_history(lab: LabHandle) -> set[str]:
+    """Every task the agent service ever had (running or not): a new ID is a restart."""
+    return set(lab.ssh(MANAGER, f"docker service ps -q {AGENT}").split())
+
+
+def test_forty_tasks_mesh_and_no_agent_restarts(lab: LabHandle) -> None:
+    """At 40 tasks the agents' own health must not depend on the application: before
+    liveness was split from readiness, every agent was killed as unhealthy while the
+    nodes started, ownership moved, and the mesh never formed."""
+    agents_before = agent_task_history(lab)
+    run = deploy(lab, 40)
+    assert run.ok, run.output
+    check(lab, 40)
+    restarted = agent_task_history(lab) - agents_before
+    assert restarted == set(), f"agent tasks restarted while 40 nodes started: {restarted}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+from typing import Any
 
 from beamfleet.runtime.discovery.convergence import ConvergenceClock
 from beamfleet.runtime.discovery.errors import SourceError
@@ -32,6 +33,7 @@ from beamfleet.runtime.discovery.sources import (
 )
 from beamfleet.runtime.discovery.sources.resolver import ResolverStats
 from beamfleet.runtime.discovery.status import MeshState, StatusView
+from beamfleet.runtime.erlang_dist import AuthenticationFailed
 from tests.unit.test_discovery import A, B, C, FakeCluster, FakeLink, run
 
 
@@ -189,6 +191,27 @@ def test_link_pool_connects_owned_nodes_and_logs_a_failure_once() -> None:
     assert pool.reachable(A) and not pool.reachable(B)
     assert "cookie" in pool.error(B).lower()
     assert [e["event"] for e in log_lines(out)].count("node_unreachable") == 1
+
+
+def test_link_pool_logs_a_wrong_cookie_once_while_the_client_fails_fast() -> None:
+    """After an authentication failure the client fails fast (with ``retry_after`` in
+    its message) until its backoff ends: that is the same failure, not a new one."""
+    attempts = [0]
+
+    async def connector(node: str) -> Any:
+        attempts[0] += 1
+        raise AuthenticationFailed(node, retry_after=None if attempts[0] == 1 else 0.5)
+
+    out = io.StringIO()
+    pool = LinkPool(connector, JsonLog(out), connect_timeout=1.0, round_wait=0.2,
+                    on_lost=lambda: None)
+    for _ in range(4):
+        run(pool.open({A}))
+    logged = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert attempts[0] == 4
+    assert [e["event"] for e in logged] == ["node_unreachable"]
+    assert "retried in" not in logged[0]["error"]
+    assert pool.error(A) == logged[0]["error"]
 
 
 def test_link_pool_leaves_a_black_hole_connecting_without_starting_a_second_connect() -> None:

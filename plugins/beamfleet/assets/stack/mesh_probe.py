@@ -27,7 +27,7 @@ def resolve(name: str) -> list[str]:
 
 async def look(node: str, cookie: str) -> dict[str, Any]:
     try:
-        async with connect(node, cookie, timeout=3.0) as conn:
+        async with connect(node, cookie, timeout=3.0, identity="check") as conn:
             peers = await conn.nodes("visible")
     except (DistError, OSError) as exc:
         return {"ok": False, "peers": [], "error": f"{type(exc).__name__}: {exc}"}

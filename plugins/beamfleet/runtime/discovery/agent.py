@@ -154,8 +154,14 @@ class Agent:
             ownership = AllOwnership()
 
         async def connector(node: str) -> NodeLink:
+            # one identity for the agent: its local names come from one small pool, so a
+            # node gains a bounded number of atoms however often the agent reconnects
             return await connect(
-                node, cookie, timeout=config.connect_timeout, epmd_port=config.epmd_port
+                node,
+                cookie,
+                timeout=config.connect_timeout,
+                epmd_port=config.epmd_port,
+                identity="agent",
             )
 
         return cls(config, sources, ownership, connector, log=log)

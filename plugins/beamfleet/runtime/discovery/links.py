@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from beamfleet.runtime.discovery.log import JsonLog
 from beamfleet.runtime.discovery.reconcile import Connector, Inflight, NodeLink
-from beamfleet.runtime.erlang_dist import DistError
+from beamfleet.runtime.erlang_dist import AuthenticationFailed, DistError, HandshakeRejected
 
 
 @dataclass
@@ -141,17 +141,27 @@ class LinkPool:
             return st.link
         try:
             link = await asyncio.wait_for(self._connector(node), self._connect_timeout + 1)
+        except (AuthenticationFailed, HandshakeRejected) as exc:
+            if exc.retry_after is not None and st.error:
+                # the client failed fast: the same failure as before, within its backoff
+                st.link = None
+                return None
+            self._failed(node, st, str(exc))
+            return None
         except (DistError, OSError, TimeoutError) as exc:
-            err = str(exc) or type(exc).__name__
-            if err != st.error:  # log a failure once, not on every round
-                self._log.error("node_unreachable", node=node, error=err)
-            st.link, st.error = None, err
+            self._failed(node, st, str(exc) or type(exc).__name__)
             return None
         if st.error:
             self._log.info("node_reachable", node=node)
         st.link, st.error = link, ""
         st.watcher = asyncio.create_task(self._watch(node, link))
         return link
+
+    def _failed(self, node: str, st: LinkState, err: str) -> None:
+        if err != st.error:  # log a failure once, not on every round
+            self._log.error("node_unreachable", node=node, error=err)
+        st.link, st.error = None, err
+
 
     async def _watch(self, node: str, link: NodeLink) -> None:
         await link.wait_closed()

@@ -16,12 +16,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import getpass
+import hashlib
 import ipaddress
 import itertools
+import os
 import secrets
+import socket
 import struct
-from collections import deque
-from collections.abc import Generator
+import time
+from collections.abc import Callable, Generator
 from types import TracebackType
 from typing import Any
 
@@ -31,8 +35,11 @@ from beamfleet.runtime.erlang_dist.errors import (
     ConnectionLost,
     DistError,
     DistTimeout,
+    FrameTooLarge,
     HandshakeRejected,
+    LocalNamesExhausted,
     RpcError,
+    UnexpectedNode,
 )
 from beamfleet.runtime.erlang_dist.etf import (
     Atom,
@@ -65,6 +72,20 @@ KEEPALIVE_INTERVAL = 15.0
 # the probe) and drop the connection when that fails too.
 IDLE_LIMIT = 75.0
 PROBE_TIMEOUT = 10.0
+
+# Largest frame we accept once connected (RPC replies of a control plane are far smaller;
+# the u32 length would otherwise let a peer make us buffer up to 4 GiB).
+MAX_FRAME = 8 * 1024 * 1024
+# What we buffer during the handshake: its three u16 messages, plus a little of what
+# follows the ack (kept unparsed until the ack's digest is verified).
+HANDSHAKE_BUFFER_LIMIT = 4 * 65537
+# Local node names per identity: a node turns every name that connects into an atom it
+# never frees, so we reuse a fixed pool (one name per concurrent connection to a node).
+NAME_POOL_SIZE = 16
+# After an authentication failure or a rejected handshake, attempts on the same target
+# fail fast for this long, doubling on each further failure up to the maximum.
+BACKOFF_FIRST = 1.0
+BACKOFF_MAX = 30.0
 
 _ATOM_EMPTY = Atom("")
 _ATOM_REX = Atom("rex")
@@ -115,8 +136,10 @@ class _DistProtocol(asyncio.Protocol):
         self.conn = conn
         self.transport: asyncio.Transport | None = None
         self.buf = bytearray()
+        # until the ack's digest is verified, received bytes are only buffered, and
+        # read_hs takes the handshake messages out one by one as they are needed
         self.handshake_mode = True
-        self.hs_frames: deque[bytes] = deque()
+        self.hs_error: DistError | None = None
         self.hs_waiter: asyncio.Future[None] | None = None
         self.eof = False
 
@@ -126,21 +149,23 @@ class _DistProtocol(asyncio.Protocol):
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
+        if self.conn.closed:
+            return
         self.conn._last_rx = self.conn._loop.time()
-        if not self.handshake_mode and not self.buf:
+        if self.handshake_mode:
+            self._buffer_handshake(data)
+            return
+        if not self.buf:
             # common case: parse straight from the received bytes, keep only a tail
             used = self._parse_frames(data)
-            if used < len(data):
+            if used < len(data) and not self.conn.closed:
                 self.buf += data[used:]
             return
         buf = self.buf
         buf += data
-        if self.handshake_mode:
-            self._parse_handshake()
-        if not self.handshake_mode:
-            used = self._parse_frames(buf)
-            if used:
-                del buf[:used]
+        used = self._parse_frames(buf)
+        if used:
+            del buf[:used]
 
     def eof_received(self) -> bool:
         self.eof = True
@@ -163,27 +188,48 @@ class _DistProtocol(asyncio.Protocol):
         if self.hs_waiter is not None and not self.hs_waiter.done():
             self.hs_waiter.set_result(None)
 
-    def _parse_handshake(self) -> None:
-        buf = self.buf
-        while self.handshake_mode and len(buf) >= 2:
-            n = (buf[0] << 8) | buf[1]
-            if len(buf) < 2 + n:
-                break
-            self.hs_frames.append(bytes(buf[2:2 + n]))
-            del buf[:2 + n]
-            # after the ack ('a') the peer switches to u32 frames at once
-            if n and self.hs_frames[-1][:1] == b"a":
-                self.handshake_mode = False
+    def _buffer_handshake(self, data: bytes) -> None:
+        if self.hs_error is not None:
+            return  # closing; keep nothing more
+        self.buf += data
+        if len(self.buf) > HANDSHAKE_BUFFER_LIMIT:
+            # an honest node sends three short messages and waits for us
+            self.hs_error = HandshakeRejected(
+                self.conn.node, f"the node sent over {HANDSHAKE_BUFFER_LIMIT:,} bytes "
+                                f"during the handshake")
+            self.buf.clear()
+            if self.transport is not None:
+                self.transport.close()
         self._wake()
 
+    def _next_hs(self) -> bytes | None:
+        """Take one complete u16-framed handshake message off the buffer, if there is one."""
+        buf = self.buf
+        if len(buf) < 2:
+            return None
+        n = (buf[0] << 8) | buf[1]
+        if len(buf) < 2 + n:
+            return None
+        msg = bytes(buf[2:2 + n])
+        del buf[:2 + n]
+        return msg
+
     async def read_hs(self) -> bytes | None:
-        """Next handshake message, or None at EOF."""
-        while not self.hs_frames:
+        """Next handshake message, or None at EOF.
+
+        Only the message asked for is parsed: whatever follows the ack ('a') stays in the
+        buffer until :func:`_handshake` has checked the ack's digest.
+        """
+        while True:
+            if self.hs_error is not None:
+                raise self.hs_error
+            msg = self._next_hs()
+            if msg is not None:
+                return msg
             if self.eof:
                 return None
             self.hs_waiter = self.conn._loop.create_future()
             await self.hs_waiter
-        return self.hs_frames.popleft()
 
     # -- connected phase
     def _parse_frames(self, buf: bytes | bytearray) -> int:
@@ -193,6 +239,9 @@ class _DistProtocol(asyncio.Protocol):
         conn = self.conn
         while end - pos >= 4:
             (n,) = _u32.unpack_from(buf, pos)
+            if n > MAX_FRAME:
+                conn._lost_to(FrameTooLarge(conn.node, n, MAX_FRAME))
+                return end
             if end - pos - 4 < n:
                 break
             if n == 0:
@@ -223,6 +272,10 @@ class NodeConnection:
         self._keepalive: asyncio.Task[None] | None = None
         self._peer_flags = 0
         self._atoms: dict[str, bytes] = {}
+        # the name the node gave in its challenge (the host part as it sees itself)
+        self.peer_name = ""
+        # frees our local name for another connection once this one is gone
+        self._release_name: Callable[[], None] | None = None
         # cleared while the transport's write buffer is over its high-water mark
         self._can_write = asyncio.Event()
         self._can_write.set()
@@ -285,9 +338,16 @@ class NodeConnection:
         """Return once the connection is gone (peer closed, tick timeout, or close())."""
         await asyncio.shield(self._closed)
 
-    def _lost(self, reason: str) -> None:
+    def _lost_to(self, error: ConnectionLost) -> None:
+        """Close because of ``error``: pending calls fail with it."""
+        self._lost(error.reason, error)
+
+    def _lost(self, reason: str, error: ConnectionLost | None = None) -> None:
         if self._closed.done():
             return
+        if self._release_name is not None:
+            self._release_name()
+            self._release_name = None
         self._close_reason = reason
         self._closed.set_result(None)
         self._can_write.set()  # writers waiting for room find the connection closed
@@ -298,7 +358,7 @@ class NodeConnection:
         pending, self._pending = self._pending, {}
         for fut in pending.values():
             if not fut.done():
-                fut.set_exception(ConnectionLost(self.node, reason))
+                fut.set_exception(error or ConnectionLost(self.node, reason))
 
     # -- I/O
     def _send_frame(self, *parts: bytes) -> None:
@@ -462,16 +522,165 @@ class NodeConnection:
         return bool(result == "true")
 
 
+def default_identity() -> str:
+    """Who connects when the caller names no identity: the local user."""
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no passwd entry (e.g. a bare container uid)
+        return f"uid{os.getuid()}"
+
+
+def name_base(identity: str | None = None) -> str:
+    """The alive part our local names start with: ``beamfleet-<hash>``.
+
+    Stable for one identity on one host, so repeated connections reuse the same few
+    names (and the same few atoms on the node); ``-<index>`` of the pool follows.
+
+    Example::
+
+        name_base("agent")   # 'beamfleet-3f1c0a9e' on this host, every time
+    """
+    who = identity if identity is not None else default_identity()
+    digest = hashlib.sha256(f"{who}\0{socket.gethostname()}".encode()).hexdigest()
+    return f"beamfleet-{digest[:8]}"
+
+
+class _NamePool:
+    """Which indexes of each identity's names are in use towards each node, in-process."""
+
+    def __init__(self) -> None:
+        self._used: dict[tuple[str, str], set[int]] = {}
+
+    def claim(self, node: str, base: str, skip: set[int]) -> int | None:
+        """The lowest free index not in ``skip``, now marked used; None if none is left."""
+        used = self._used.setdefault((node, base), set())
+        for index in range(NAME_POOL_SIZE):
+            if index not in used and index not in skip:
+                used.add(index)
+                return index
+        return None
+
+    def release(self, node: str, base: str, index: int) -> None:
+        used = self._used.get((node, base))
+        if used is not None:
+            used.discard(index)
+            if not used:
+                del self._used[(node, base)]
+
+
+class _Backoff:
+    """Targets that just failed authentication or rejected us, and until when to wait.
+
+    Keys are (node, what failed): an authentication failure is remembered per cookie
+    (by a hash; another cookie may well be right), a rejection per node.
+    """
+
+    def __init__(self) -> None:
+        # until, delay, what the failure said (e.g. the rejecting status)
+        self._entries: dict[tuple[str, str], tuple[float, float, str]] = {}
+
+    def remaining(self, key: tuple[str, str]) -> float:
+        entry = self._entries.get(key)
+        return max(0.0, entry[0] - time.monotonic()) if entry else 0.0
+
+    def detail(self, key: tuple[str, str]) -> str:
+        entry = self._entries.get(key)
+        return entry[2] if entry else ""
+
+    def failed(self, key: tuple[str, str], detail: str = "") -> None:
+        now = time.monotonic()
+        if len(self._entries) > 4096:  # forget expired entries of old targets
+            self._entries = {k: v for k, v in self._entries.items()
+                             if v[0] + v[1] > now}
+        prev = self._entries.get(key)
+        # a failure soon after the last backoff ran out doubles it; a later one restarts
+        delay = (min(prev[1] * 2, BACKOFF_MAX) if prev and now < prev[0] + prev[1]
+                 else BACKOFF_FIRST)
+        self._entries[key] = (now + delay, delay, detail)
+
+    def succeeded(self, *keys: tuple[str, str]) -> None:
+        for key in keys:
+            self._entries.pop(key, None)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+_names = _NamePool()
+backoff = _Backoff()
+
+
+def _auth_key(node: str, cookie: str) -> tuple[str, str]:
+    # a hash, so the table never holds the cookie itself
+    return node, "auth:" + hashlib.sha256(cookie.encode()).hexdigest()[:16]
+
+
+def _check_backoff(node: str, cookie: str) -> None:
+    """Fail fast, with the error of the last attempt, while its backoff runs."""
+    wait = backoff.remaining(_auth_key(node, cookie))
+    if wait:
+        raise AuthenticationFailed(node, retry_after=wait)
+    wait = backoff.remaining((node, "rejected"))
+    if wait:
+        raise HandshakeRejected(node, backoff.detail((node, "rejected")), retry_after=wait)
+
+
+class _NameTaken(Exception):
+    """The node has (or is setting up) a connection with this local name: try another."""
+
+
 async def _open(node: str, cookie: str, *, timeout: float, epmd_port: int,
-                local_host: str | None) -> NodeConnection:
+                local_host: str | None, identity: str | None) -> NodeConnection:
     if not cookie:
         raise ValueError("the cookie is empty")
     alive, host = split_node(node)
-    loop = asyncio.get_running_loop()
+    _check_backoff(node, cookie)
     info = await epmd.port_please(host, alive, port=epmd_port, timeout=timeout)
     if info.highest_version < 6:
         raise HandshakeRejected(node, f"distribution version {info.highest_version} "
                                       f"(need 6, OTP 23+)")
+    base = name_base(identity)
+    taken: set[int] = set()
+    while True:
+        index = _names.claim(node, base, taken)
+        if index is None:
+            raise LocalNamesExhausted(node, NAME_POOL_SIZE)
+
+        def release(index: int = index) -> None:
+            _names.release(node, base, index)
+
+        try:
+            conn = await _attempt(node, alive, host, info.port, cookie, timeout=timeout,
+                                  local_alive=f"{base}-{index}", local_host=local_host)
+        except _NameTaken:
+            release()
+            taken.add(index)
+            continue
+        except AuthenticationFailed:
+            release()
+            backoff.failed(_auth_key(node, cookie))
+            raise
+        except UnexpectedNode:
+            release()
+            raise
+        except HandshakeRejected as exc:
+            release()
+            backoff.failed((node, "rejected"), exc.status)
+            raise
+        except BaseException:
+            release()
+            raise
+        backoff.succeeded(_auth_key(node, cookie), (node, "rejected"))
+        conn._release_name = release
+        if conn.closed:  # lost already (e.g. an oversized first frame)
+            release()
+        return conn
+
+
+async def _attempt(node: str, alive: str, host: str, port: int, cookie: str, *,
+                   timeout: float, local_alive: str, local_host: str | None) -> NodeConnection:
+    """One TCP connection and handshake under the name ``local_alive``."""
+    loop = asyncio.get_running_loop()
     conn: NodeConnection | None = None
 
     def factory() -> _DistProtocol:
@@ -483,19 +692,18 @@ async def _open(node: str, cookie: str, *, timeout: float, epmd_port: int,
 
     try:
         transport, protocol = await asyncio.wait_for(
-            loop.create_connection(factory, host, info.port), timeout)
+            loop.create_connection(factory, host, port), timeout)
     except TimeoutError as exc:
-        raise DistTimeout("connect", timeout, f"{node} ({host}:{info.port})") from exc
+        raise DistTimeout("connect", timeout, f"{node} ({host}:{port})") from exc
     except OSError as exc:
-        raise ConnectionLost(node, f"cannot connect to {host}:{info.port}: "
+        raise ConnectionLost(node, f"cannot connect to {host}:{port}: "
                                    f"{exc.strerror or exc}") from exc
     assert conn is not None
     conn._transport = transport
     sock_host = str(transport.get_extra_info("sockname")[0])
-    conn._set_identity(
-        f"beamfleet-{secrets.token_hex(5)}@{_format_host(local_host or sock_host)}")
+    conn._set_identity(f"{local_alive}@{_format_host(local_host or sock_host)}")
     try:
-        await asyncio.wait_for(_handshake(conn, protocol, cookie), timeout)
+        await asyncio.wait_for(_handshake(conn, protocol, cookie, alive), timeout)
     except TimeoutError as exc:
         transport.close()
         raise DistTimeout("handshake", timeout, node) from exc
@@ -504,13 +712,15 @@ async def _open(node: str, cookie: str, *, timeout: float, epmd_port: int,
         raise
     conn._last_rx = conn._last_tx = loop.time()
     conn._keepalive = loop.create_task(conn._keepalive_loop())
-    # frames that arrived together with the ack
-    used = protocol._parse_frames(protocol.buf)
-    del protocol.buf[:used]
+    # frames that arrived together with (or just after) the ack, now that it is verified
+    if protocol.buf:
+        used = protocol._parse_frames(protocol.buf)
+        del protocol.buf[:used]
     return conn
 
 
-async def _handshake(conn: NodeConnection, protocol: _DistProtocol, cookie: str) -> None:
+async def _handshake(conn: NodeConnection, protocol: _DistProtocol, cookie: str,
+                     alive: str) -> None:
     node = conn.node
     assert protocol.transport is not None
     write = protocol.transport.write
@@ -521,9 +731,12 @@ async def _handshake(conn: NodeConnection, protocol: _DistProtocol, cookie: str)
         raise HandshakeRejected(node, "closed before sending a status")
     status = handshake.parse_status(node, status_msg)
     if status == "alive":
-        # another connection with our (random) name exists: do not take it over
+        # the node has a connection with this name (another process of our identity, or
+        # one of ours it has not yet seen close): do not take it over, use another name
         write(handshake.frame16(b"sfalse"))
-        raise HandshakeRejected(node, "alive")
+        raise _NameTaken
+    if status == "nok":
+        raise _NameTaken  # the node is still setting up a connection with this name
     if status not in ("ok", "ok_simultaneous"):
         raise HandshakeRejected(node, status)
 
@@ -531,7 +744,12 @@ async def _handshake(conn: NodeConnection, protocol: _DistProtocol, cookie: str)
     if challenge_msg is None:
         raise HandshakeRejected(node, "closed before sending its challenge")
     peer = handshake.parse_challenge(node, challenge_msg)
+    peer_alive, at, _ = peer.name.partition("@")
+    if peer_alive != alive or not at:
+        # EPMD pointed us at another node; do not prove our cookie to it
+        raise UnexpectedNode(node, peer.name)
     conn._peer_flags = peer.flags
+    conn.peer_name = peer.name
     ours = handshake.new_challenge()
     write(handshake.frame16(handshake.challenge_reply(ours, peer.challenge, cookie)))
 
@@ -541,6 +759,8 @@ async def _handshake(conn: NodeConnection, protocol: _DistProtocol, cookie: str)
         raise AuthenticationFailed(node)
     if not handshake.ack_ok(ack, ours, cookie):
         raise AuthenticationFailed(node)
+    # the peer proved it knows the cookie: from here on, u32 frames
+    protocol.handshake_mode = False
 
 
 class connect:  # reads as a function: ``await connect(...)`` or ``async with connect(...)``
@@ -551,7 +771,9 @@ class connect:  # reads as a function: ``await connect(...)`` or ``async with co
         cookie: the cluster cookie (see :func:`beamfleet.runtime.erlang_dist.read_cookie_file`).
         timeout: bound of each step (EPMD, TCP connect, handshake), in seconds.
         epmd_port: where EPMD listens on the node's host.
-        local_host: host part of our own random node name (default: our socket address).
+        local_host: host part of our own node name (default: our socket address).
+        identity: who connects (e.g. "agent"); our node name is derived from it and
+            this host, so repeated connections reuse a few names. Default: the user.
 
     Example::
 
@@ -562,13 +784,19 @@ class connect:  # reads as a function: ``await connect(...)`` or ``async with co
     Raises:
         EpmdUnreachable, NodeNotRegistered, HandshakeRejected, AuthenticationFailed,
         DistTimeout (``.step`` is "epmd", "connect" or "handshake"), ConnectionLost.
+        AuthenticationFailed and HandshakeRejected come at once, with ``retry_after``
+        set, while the backoff of an earlier such failure on the same target runs.
+        UnexpectedNode (a HandshakeRejected): another node answered on that port.
+        LocalNamesExhausted (a HandshakeRejected): NAME_POOL_SIZE connections with
+        this identity to that node are open already.
     """
 
     def __init__(self, node: str, cookie: str, *, timeout: float = 5.0,
-                 epmd_port: int = epmd.EPMD_PORT, local_host: str | None = None) -> None:
+                 epmd_port: int = epmd.EPMD_PORT, local_host: str | None = None,
+                 identity: str | None = None) -> None:
         self._args = (node, cookie)
         self._kwargs: dict[str, Any] = {"timeout": timeout, "epmd_port": epmd_port,
-                                        "local_host": local_host}
+                                        "local_host": local_host, "identity": identity}
         self._conn: NodeConnection | None = None
 
     def __await__(self) -> Generator[Any, None, NodeConnection]:

@@ -14,9 +14,18 @@ import asyncio
 import struct
 from dataclasses import dataclass
 
-from beamfleet.runtime.erlang_dist.errors import DistTimeout, EpmdUnreachable, NodeNotRegistered
+from beamfleet.runtime.erlang_dist.errors import (
+    DistTimeout,
+    EpmdReplyTooLarge,
+    EpmdUnreachable,
+    NodeNotRegistered,
+)
 
 EPMD_PORT = 4369
+
+# Longest answer we read: a PORT2_RESP is at most ~128 KiB (two u16-sized strings);
+# a NAMES list holds ~40 bytes per node, so 1 MiB is some 25,000 nodes on one host.
+MAX_REPLY = 1024 * 1024
 
 PORT_PLEASE2_REQ = 122
 PORT2_RESP = 119
@@ -47,8 +56,24 @@ def _strip_brackets(host: str) -> str:
     return host[1:-1] if host.startswith("[") and host.endswith("]") else host
 
 
+async def _read_bounded(reader: asyncio.StreamReader, host: str, port: int) -> bytes:
+    """Everything until EOF, refusing more than :data:`MAX_REPLY` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await reader.read(65536):
+        size += len(chunk)
+        if size > MAX_REPLY:
+            raise EpmdReplyTooLarge(host, port, MAX_REPLY)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 async def _request(host: str, body: bytes, *, port: int, timeout: float) -> bytes:
-    """Send one request, read until EPMD closes; map failures to the module's errors."""
+    """Send one request, read until EPMD closes; map failures to the module's errors.
+
+    Raises:
+        EpmdReplyTooLarge: more than :data:`MAX_REPLY` bytes came back.
+    """
     host = _strip_brackets(host)
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
@@ -59,7 +84,7 @@ async def _request(host: str, body: bytes, *, port: int, timeout: float) -> byte
     try:
         writer.write(struct.pack(">H", len(body)) + body)
         try:
-            return await asyncio.wait_for(reader.read(), timeout)
+            return await asyncio.wait_for(_read_bounded(reader, host, port), timeout)
         except TimeoutError as exc:
             raise DistTimeout("epmd", timeout, f"{host}:{port}") from exc
         except OSError as exc:

@@ -34,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from beamfleet.runtime.erlang_dist.errors import TermCodecError
+from beamfleet.runtime.erlang_dist.errors import TermCodecError, TermTooLarge
 
 VERSION = 131
 
@@ -70,8 +70,18 @@ ATOM_UTF8 = 118
 SMALL_ATOM_UTF8 = 119
 V4_PORT = 120
 
-# a compressed term may not claim to inflate to more than this (protects memory)
-MAX_INFLATED = 256 * 1024 * 1024
+# Limits on what one decoded term may cost (a control-plane client receives small
+# replies; a hostile peer must not make us allocate or compute without bound).
+# A compressed term may not inflate to more than this many bytes ...
+MAX_INFLATED = 8 * 1024 * 1024
+# ... no term may have more elements in all its tuples, lists, strings and maps together
+# (each element costs a Python object and a pointer, whatever its encoded size) ...
+MAX_ITEMS = 2_000_000
+# ... nor nest its tuples, lists and maps deeper than this.
+MAX_DEPTH = 200
+# Distinct map keys may share a Python hash (1 and 1.0; -1 and -2); a map where more than
+# this many do is crafted to make dict insertion quadratic and is refused.
+MAX_KEYS_PER_HASH = 16
 
 
 class Atom(str):
@@ -356,7 +366,13 @@ def decode(data: bytes | bytearray | memoryview) -> Any:
 
 
 def decode_from(data: bytes | bytearray | memoryview, pos: int) -> tuple[Any, int]:
-    """Decode one versioned ETF term at ``pos``; returns ``(term, position after it)``."""
+    """Decode one versioned ETF term at ``pos``; returns ``(term, position after it)``.
+
+    Raises:
+        TermTooLarge: the term is over :data:`MAX_INFLATED`, :data:`MAX_ITEMS` or
+            :data:`MAX_DEPTH`, or its map keys are crafted to collide.
+        TermCodecError: malformed data.
+    """
     buf = bytes(data) if not isinstance(data, bytes) else data
     if pos >= len(buf) or buf[pos] != VERSION:
         raise TermCodecError("not an external term (the version byte 131 is missing)")
@@ -371,11 +387,32 @@ def decode_body_from(data: bytes, pos: int) -> tuple[Any, int]:
     return _guarded(_decode, data, pos)
 
 
-def _guarded(func: Callable[[bytes, int], tuple[Any, int]], buf: bytes,
+class _Budget:
+    """What the term being decoded may still cost: elements left, current nesting."""
+
+    __slots__ = ("depth", "items")
+
+    def __init__(self) -> None:
+        self.items = MAX_ITEMS
+        self.depth = 0
+
+    def take(self, n: int) -> None:
+        """Charge ``n`` elements of a container about to be decoded."""
+        self.items -= n
+        if self.items < 0:
+            raise TermTooLarge(f"term has more than {MAX_ITEMS:,} elements")
+
+    def enter(self) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise TermTooLarge(f"term nests deeper than {MAX_DEPTH} levels")
+
+
+def _guarded(func: Callable[[bytes, int, _Budget], tuple[Any, int]], buf: bytes,
              pos: int) -> tuple[Any, int]:
     """Run a decoder, turning every way malformed input can fail into TermCodecError."""
     try:
-        return func(buf, pos)
+        return func(buf, pos, _Budget())
     except TermCodecError:
         raise
     except (IndexError, struct.error) as exc:
@@ -386,16 +423,18 @@ def _guarded(func: Callable[[bytes, int], tuple[Any, int]], buf: bytes,
         raise TermCodecError(f"malformed term: {exc}") from exc
 
 
-def _decode_compressed(buf: bytes, pos: int) -> tuple[Any, int]:
+def _decode_compressed(buf: bytes, pos: int, st: _Budget) -> tuple[Any, int]:
     (size,) = _u32(buf, pos)
     if size > MAX_INFLATED:
-        raise TermCodecError(f"compressed term claims {size} bytes, over the limit")
+        raise TermTooLarge(f"compressed term claims {size:,} bytes inflated, over the "
+                           f"limit of {MAX_INFLATED:,}")
     inflater = zlib.decompressobj()
+    # max_length bounds what zlib produces, whatever the compressed data really holds
     body = inflater.decompress(buf[pos + 4:], size)
     if len(body) != size or not inflater.eof:
         raise TermCodecError("compressed term does not inflate to its declared size")
     end = len(buf) - len(inflater.unused_data)
-    term, used = _decode(body, 0)
+    term, used = _decode(body, 0, st)
     if used != size:
         raise TermCodecError("compressed term has trailing bytes")
     return term, end
@@ -406,9 +445,9 @@ def _need(buf: bytes, pos: int, n: int) -> None:
         raise TermCodecError("truncated term")
 
 
-def _decode_atom_at(buf: bytes, pos: int) -> tuple[Atom, int]:
+def _decode_atom_at(buf: bytes, pos: int, st: _Budget) -> tuple[Atom, int]:
     """Decode an atom (any atom tag) at ``pos``; pid/ref/port nodes use this."""
-    term, pos = _decode(buf, pos)
+    term, pos = _decode(buf, pos, st)
     if type(term) is not Atom:
         raise TermCodecError("expected an atom")
     return term, pos
@@ -429,115 +468,123 @@ def _atom(raw: bytes, encoding: str) -> Atom:
     return atom
 
 
-def _decode(buf: bytes, pos: int) -> tuple[Any, int]:
+def _decode(buf: bytes, pos: int, st: _Budget) -> tuple[Any, int]:
     tag = buf[pos]
     pos += 1
     handler = _DECODERS.get(tag)
     if handler is None:
         raise TermCodecError(f"unsupported term tag {tag}")
-    return handler(buf, pos)
+    return handler(buf, pos, st)
 
 
-def _d_small_int(buf: bytes, pos: int) -> tuple[Any, int]:
+def _d_small_int(buf: bytes, pos: int, st: _Budget) -> tuple[Any, int]:
     return buf[pos], pos + 1
 
 
-def _d_int(buf: bytes, pos: int) -> tuple[Any, int]:
+def _d_int(buf: bytes, pos: int, st: _Budget) -> tuple[Any, int]:
     return _i32(buf, pos)[0], pos + 4
 
 
-def _d_new_float(buf: bytes, pos: int) -> tuple[Any, int]:
+def _d_new_float(buf: bytes, pos: int, st: _Budget) -> tuple[Any, int]:
     return _f64(buf, pos)[0], pos + 8
 
 
-def _d_float(buf: bytes, pos: int) -> tuple[Any, int]:
+def _d_float(buf: bytes, pos: int, st: _Budget) -> tuple[Any, int]:
     _need(buf, pos, 31)
     text = buf[pos:pos + 31].split(b"\x00", 1)[0].decode("ascii")
     return float(text), pos + 31
 
 
-def _d_small_atom_utf8(buf: bytes, pos: int) -> tuple[Any, int]:
+def _d_small_atom_utf8(buf: bytes, pos: int, st: _Budget) -> tuple[Any, int]:
     n = buf[pos]
     pos += 1
     _need(buf, pos, n)
     return _atom(buf[pos:pos + n], "utf-8"), pos + n
 
 
-def _d_atom_utf8(buf: bytes, pos: int) -> tuple[Any, int]:
+def _d_atom_utf8(buf: bytes, pos: int, st: _Budget) -> tuple[Any, int]:
     (n,) = _u16(buf, pos)
     pos += 2
     _need(buf, pos, n)
     return _atom(buf[pos:pos + n], "utf-8"), pos + n
 
 
-def _d_small_atom(buf: bytes, pos: int) -> tuple[Any, int]:
+def _d_small_atom(buf: bytes, pos: int, st: _Budget) -> tuple[Any, int]:
     n = buf[pos]
     pos += 1
     _need(buf, pos, n)
     return _atom(buf[pos:pos + n], "latin-1"), pos + n
 
 
-def _d_atom(buf: bytes, pos: int) -> tuple[Any, int]:
+def _d_atom(buf: bytes, pos: int, st: _Budget) -> tuple[Any, int]:
     (n,) = _u16(buf, pos)
     pos += 2
     _need(buf, pos, n)
     return _atom(buf[pos:pos + n], "latin-1"), pos + n
 
 
-def _d_tuple_items(buf: bytes, pos: int, n: int) -> tuple[Any, int]:
+def _d_tuple_items(buf: bytes, pos: int, n: int, st: _Budget) -> tuple[Any, int]:
     _need(buf, pos, n)  # every element takes at least one byte
+    st.take(n)
+    st.enter()
     items: list[Any] = []
     append = items.append
     for _ in range(n):
-        item, pos = _decode(buf, pos)
+        item, pos = _decode(buf, pos, st)
         append(item)
+    st.depth -= 1
     return tuple(items), pos
 
 
-def _d_small_tuple(buf: bytes, pos: int) -> tuple[Any, int]:
-    return _d_tuple_items(buf, pos + 1, buf[pos])
+def _d_small_tuple(buf: bytes, pos: int, st: _Budget) -> tuple[Any, int]:
+    return _d_tuple_items(buf, pos + 1, buf[pos], st)
 
 
-def _d_large_tuple(buf: bytes, pos: int) -> tuple[Any, int]:
-    return _d_tuple_items(buf, pos + 4, _u32(buf, pos)[0])
+def _d_large_tuple(buf: bytes, pos: int, st: _Budget) -> tuple[Any, int]:
+    return _d_tuple_items(buf, pos + 4, _u32(buf, pos)[0], st)
 
 
-def _d_nil(buf: bytes, pos: int) -> tuple[Any, int]:
+def _d_nil(buf: bytes, pos: int, st: _Budget) -> tuple[Any, int]:
     return [], pos
 
 
-def _d_string(buf: bytes, pos: int) -> tuple[Any, int]:
+def _d_string(buf: bytes, pos: int, st: _Budget) -> tuple[Any, int]:
     (n,) = _u16(buf, pos)
     pos += 2
     _need(buf, pos, n)
+    st.take(n)
     return list(buf[pos:pos + n]), pos + n
 
 
-def _d_list(buf: bytes, pos: int) -> tuple[Any, int]:
+def _d_list(buf: bytes, pos: int, st: _Budget) -> tuple[Any, int]:
     (n,) = _u32(buf, pos)
     pos += 4
     _need(buf, pos, n + 1)  # n elements and the tail, one byte each at least
+    st.take(n)
+    st.enter()
     items: list[Any] = []
     append = items.append
     for _ in range(n):
-        item, pos = _decode(buf, pos)
+        item, pos = _decode(buf, pos, st)
         append(item)
     if buf[pos] == NIL:
+        st.depth -= 1
         return items, pos + 1
-    tail, pos = _decode(buf, pos)
+    tail, pos = _decode(buf, pos, st)
+    st.depth -= 1
     if not items:
         return tail, pos  # [ | T] with zero elements is just T
     return ImproperList(tuple(items), tail), pos
 
 
-def _d_binary(buf: bytes, pos: int) -> tuple[Any, int]:
+def _d_binary(buf: bytes, pos: int, st: _Budget) -> tuple[Any, int]:
     (n,) = _u32(buf, pos)
     pos += 4
     _need(buf, pos, n)
     return buf[pos:pos + n], pos + n
 
 
-def _d_bit_binary(buf: bytes, pos: int) -> tuple[Any, int]:
+def _d_bit_binary(buf: bytes, pos: int, st: _Budget) -> tuple[Any, int]:
     (n,) = _u32(buf, pos)
     bits = buf[pos + 4]
     pos += 5
@@ -558,46 +605,73 @@ def _d_big(buf: bytes, pos: int, n: int) -> tuple[Any, int]:
     return (-value if sign else value), pos + n
 
 
-def _d_small_big(buf: bytes, pos: int) -> tuple[Any, int]:
+def _d_small_big(buf: bytes, pos: int, st: _Budget) -> tuple[Any, int]:
     return _d_big(buf, pos + 1, buf[pos])
 
 
-def _d_large_big(buf: bytes, pos: int) -> tuple[Any, int]:
+def _d_large_big(buf: bytes, pos: int, st: _Budget) -> tuple[Any, int]:
     return _d_big(buf, pos + 4, _u32(buf, pos)[0])
 
 
-def _d_map(buf: bytes, pos: int) -> tuple[Any, int]:
+def _d_map(buf: bytes, pos: int, st: _Budget) -> tuple[Any, int]:
     (n,) = _u32(buf, pos)
     pos += 4
     _need(buf, pos, 2 * n)
-    result: dict[Any, Any] = {}
+    st.take(2 * n)
+    st.enter()
+    pairs: list[tuple[Any, Any]] = []
+    append = pairs.append
     for _ in range(n):
-        key, pos = _decode(buf, pos)
-        value, pos = _decode(buf, pos)
+        key, pos = _decode(buf, pos, st)
+        value, pos = _decode(buf, pos, st)
+        append((key, value))
+    st.depth -= 1
+    if n > MAX_KEYS_PER_HASH:
+        _check_key_hashes(pairs)
+    try:
+        return dict(pairs), pos
+    except TypeError as exc:
+        raise TermCodecError(f"map key cannot be a Python dict key: {exc}") from exc
+
+
+def _check_key_hashes(pairs: list[tuple[Any, Any]]) -> None:
+    """Refuse maps whose keys share a hash beyond chance (insertion would be quadratic).
+
+    Python's dict resolves distinct hashes in a few probes however their low bits
+    collide; only keys with one and the same hash (easy to craft with integers, floats,
+    tuples of them, pids) make every insertion compare against all the others.
+    """
+    per_hash: dict[int, int] = {}
+    get = per_hash.get
+    for key, _ in pairs:
         try:
-            result[key] = value
+            h = hash(key)
         except TypeError as exc:
             raise TermCodecError(
                 f"map key of type {type(key).__name__} cannot be a Python dict key"
             ) from exc
-    return result, pos
+        count = get(h, 0) + 1
+        if count > MAX_KEYS_PER_HASH:
+            raise TermTooLarge(f"map has more than {MAX_KEYS_PER_HASH} keys with one "
+                               f"hash (crafted to collide)")
+        per_hash[h] = count
 
 
-def _d_new_pid(buf: bytes, pos: int) -> tuple[Any, int]:
-    node, pos = _decode_atom_at(buf, pos)
+def _d_new_pid(buf: bytes, pos: int, st: _Budget) -> tuple[Any, int]:
+    node, pos = _decode_atom_at(buf, pos, st)
     ident, serial, creation = struct.unpack_from(">III", buf, pos)
     return Pid(node, ident, serial, creation), pos + 12
 
 
-def _d_pid(buf: bytes, pos: int) -> tuple[Any, int]:
-    node, pos = _decode_atom_at(buf, pos)
+def _d_pid(buf: bytes, pos: int, st: _Budget) -> tuple[Any, int]:
+    node, pos = _decode_atom_at(buf, pos, st)
     ident, serial = struct.unpack_from(">II", buf, pos)
     return Pid(node, ident, serial, buf[pos + 8]), pos + 9
 
 
-def _d_refs(buf: bytes, pos: int, wide: bool) -> tuple[Any, int]:
+def _d_refs(buf: bytes, pos: int, wide: bool, st: _Budget) -> tuple[Any, int]:
     (n,) = _u16(buf, pos)
-    node, pos = _decode_atom_at(buf, pos + 2)
+    node, pos = _decode_atom_at(buf, pos + 2, st)
     if wide:
         (creation,) = _u32(buf, pos)
         pos += 4
@@ -610,48 +684,48 @@ def _d_refs(buf: bytes, pos: int, wide: bool) -> tuple[Any, int]:
     return Reference(node, creation, ids), pos + 4 * n
 
 
-def _d_newer_ref(buf: bytes, pos: int) -> tuple[Any, int]:
-    return _d_refs(buf, pos, True)
+def _d_newer_ref(buf: bytes, pos: int, st: _Budget) -> tuple[Any, int]:
+    return _d_refs(buf, pos, True, st)
 
 
-def _d_new_ref(buf: bytes, pos: int) -> tuple[Any, int]:
-    return _d_refs(buf, pos, False)
+def _d_new_ref(buf: bytes, pos: int, st: _Budget) -> tuple[Any, int]:
+    return _d_refs(buf, pos, False, st)
 
 
-def _d_reference(buf: bytes, pos: int) -> tuple[Any, int]:
-    node, pos = _decode_atom_at(buf, pos)
+def _d_reference(buf: bytes, pos: int, st: _Budget) -> tuple[Any, int]:
+    node, pos = _decode_atom_at(buf, pos, st)
     (ident,) = _u32(buf, pos)
     return Reference(node, buf[pos + 4], (ident,)), pos + 5
 
 
-def _d_new_port(buf: bytes, pos: int) -> tuple[Any, int]:
-    node, pos = _decode_atom_at(buf, pos)
+def _d_new_port(buf: bytes, pos: int, st: _Budget) -> tuple[Any, int]:
+    node, pos = _decode_atom_at(buf, pos, st)
     ident, creation = struct.unpack_from(">II", buf, pos)
     return Port(node, ident, creation), pos + 8
 
 
-def _d_v4_port(buf: bytes, pos: int) -> tuple[Any, int]:
-    node, pos = _decode_atom_at(buf, pos)
+def _d_v4_port(buf: bytes, pos: int, st: _Budget) -> tuple[Any, int]:
+    node, pos = _decode_atom_at(buf, pos, st)
     ident, creation = struct.unpack_from(">QI", buf, pos)
     return Port(node, ident, creation), pos + 12
 
 
-def _d_port(buf: bytes, pos: int) -> tuple[Any, int]:
-    node, pos = _decode_atom_at(buf, pos)
+def _d_port(buf: bytes, pos: int, st: _Budget) -> tuple[Any, int]:
+    node, pos = _decode_atom_at(buf, pos, st)
     (ident,) = _u32(buf, pos)
     return Port(node, ident, buf[pos + 4]), pos + 5
 
 
-def _d_export(buf: bytes, pos: int) -> tuple[Any, int]:
-    module, pos = _decode_atom_at(buf, pos)
-    function, pos = _decode_atom_at(buf, pos)
-    arity, pos = _decode(buf, pos)
+def _d_export(buf: bytes, pos: int, st: _Budget) -> tuple[Any, int]:
+    module, pos = _decode_atom_at(buf, pos, st)
+    function, pos = _decode_atom_at(buf, pos, st)
+    arity, pos = _decode(buf, pos, st)
     if type(arity) is not int:
         raise TermCodecError("export arity is not an integer")
     return Export(module, function, arity), pos
 
 
-def _d_new_fun(buf: bytes, pos: int) -> tuple[Any, int]:
+def _d_new_fun(buf: bytes, pos: int, st: _Budget) -> tuple[Any, int]:
     (size,) = _u32(buf, pos)  # the size counts itself, not the tag
     if size < 4:
         raise TermCodecError("fun with an impossible size")
@@ -659,7 +733,7 @@ def _d_new_fun(buf: bytes, pos: int) -> tuple[Any, int]:
     return OpaqueFun(buf[pos:pos + size]), pos + size
 
 
-_DECODERS: dict[int, Callable[[bytes, int], tuple[Any, int]]] = {
+_DECODERS: dict[int, Callable[[bytes, int, _Budget], tuple[Any, int]]] = {
     SMALL_INTEGER: _d_small_int,
     INTEGER: _d_int,
     NEW_FLOAT: _d_new_float,
