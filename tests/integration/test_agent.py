@@ -477,3 +477,47 @@ def test_a_stalled_node_slows_no_other_node(dns, hosts, beams, agents) -> None:
     # a round blocked on the stalled node's 5 s RPC would give at most one round in 4 s
     assert rounds >= 4, f"{rounds:g} rounds in 4 s behind a stalled node (interval 0.5 s)"
     assert joined < 3.0, f"the newcomer joined after {joined:.1f} s behind a stalled node"
+
+
+def test_addresses_outside_the_subnet_are_never_connected(dns, hosts, beams, agents) -> None:
+    """DNS answers with three nodes, ``--subnet`` covers two: the third is dropped (logged
+    once) and no node is ever connected to it."""
+    nodes = beams(hosts[:3])
+    inside, outside = nodes[:2], nodes[2]
+    set_app(dns, nodes)
+    subnet = ",".join(f"{n.host}/32" for n in inside)
+    agent = agents(*dns_agent_args(dns, "--subnet", subnet))
+    wait_for(lambda: exact_mesh(inside), 30, "the mesh of the two nodes inside the subnet")
+    deadline = time.monotonic() + 3  # several rounds (0.5 s interval): never the third
+    while time.monotonic() < deadline:
+        assert peers_of(outside) == set(), "a node was connected outside --subnet"
+    status = json.loads(agent.get("/status")[1])
+    assert status["desired"] == sorted(n.name for n in inside)
+    dropped = [e for e in agent.lines() if e.get("event") == "addresses_outside_subnet"]
+    assert len(dropped) == 1, dropped
+    assert dropped[0]["addresses"] == [outside.host]
+
+
+def test_a_partial_answer_removes_a_share_per_grace_window(dns, hosts, beams, agents) -> None:
+    """Six nodes meshed, then DNS lists two: at most 0.34 of the six (2) are removed per
+    grace window (2 s), the others are deferred and removed in the next windows; the
+    removed nodes' metric series go as soon as the agent stops driving them."""
+    nodes = beams(hosts[:6])
+    set_app(dns, nodes)
+    agent = agents(*dns_agent_args(dns, "--max-removal-fraction", "0.34"))
+    wait_for(lambda: exact_mesh(nodes), 30, "6-node mesh")
+    kept, gone = nodes[:2], nodes[2:]
+
+    set_app(dns, kept)
+    wait_for(lambda: exact_mesh(kept), 40, "2-node mesh after the partial answer")
+    wait_for(lambda: all(peers_of(n) == set() for n in gone), 15, "removed nodes alone")
+    deferred = [e for e in agent.lines() if e.get("event") == "removal_deferred"]
+    assert deferred and deferred[0]["deferred"] == 2 and deferred[0]["limit"] == 2, deferred
+    removed = [e for e in agent.lines() if e.get("event") == "peer_removed"]
+    assert sorted(str(e["peer"]) for e in removed) == sorted(n.name for n in gone)
+    status = json.loads(agent.get("/status")[1])
+    assert status["removal_deferred"] == []
+    _, metrics = agent.get("/metrics")
+    stale = [line for line in metrics.splitlines() if any(f'"{n.name}"' in line for n in gone)]
+    assert stale == [], stale
+    assert "Traceback" not in agent.log.read_text()

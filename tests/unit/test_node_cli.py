@@ -59,6 +59,7 @@ def test_missing_cookie_file_is_usage_error(tmp_path: Path) -> None:
 def test_env_cookie_file_is_used_and_never_printed(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.write_text("\n")
+    empty.chmod(0o600)  # private, so the emptiness is what is refused
     code, _, err = invoke("ping", "a@127.0.0.1", env={"BEAMFLEET_COOKIE_FILE": str(empty)})
     assert code == EXIT_USAGE and "is empty" in err
 

@@ -74,11 +74,17 @@ def agent_name(app: AppSettings) -> str:
 
 
 def agent_args(app: AppSettings, agent: AgentSettings) -> list[str]:
-    """The ``beamfleet agent`` command line (no secret: the cookie is a file)."""
+    """The ``beamfleet agent`` command line (no secret: the cookie is a file).
+
+    With the app's overlay subnet, the agent keeps only the ``tasks.<app>`` addresses on
+    that overlay: a foreign address in the answer is never connected.
+    """
+    subnet = ["--subnet", app.subnet] if app.subnet else []
     return [
         "agent",
         "--source", f"dns:tasks.{app.name}",
         "--basename", app.basename,
+        *subnet,
         "--ownership", "rendezvous",
         "--agents-dns", f"tasks.{agent_name(app)}",
         "--interval", f"{agent.interval:g}",

@@ -14,13 +14,14 @@ from typing import Any, TypeVar
 
 import click
 
+from beamfleet.runtime.cli.cookie import read_private_cookie
 from beamfleet.runtime.discovery.agent import Agent
 from beamfleet.runtime.discovery.config import DEFAULT_LISTEN, load_config
 from beamfleet.runtime.discovery.errors import ConfigError
 from beamfleet.runtime.discovery.log import JsonLog
 from beamfleet.runtime.discovery.server import parse_listen
 from beamfleet.runtime.discovery.settings import SETTINGS, Setting, setting
-from beamfleet.runtime.erlang_dist import CookieFileError, read_cookie_file
+from beamfleet.runtime.erlang_dist import CookieFileError
 
 LISTEN_ENV = setting("listen").env
 
@@ -61,7 +62,7 @@ def agent(source: tuple[str, ...], config: str | None, **flags: Any) -> None:
     """
     try:
         loaded = load_config(flags, list(source), config_file=config)
-        cookie = read_cookie_file(loaded.cookie_file)
+        cookie = read_private_cookie(loaded.cookie_file)
         instance = Agent.from_config(loaded, cookie, log=JsonLog(level=loaded.log_level))
     except (ConfigError, CookieFileError) as exc:
         raise click.ClickException(str(exc)) from None
@@ -123,4 +124,10 @@ def status(listen: str | None, as_json: bool, timeout: float) -> None:
             )
         for peer, age in data["pending_removal"].items():
             click.echo(f"pending removal: {peer} (absent {age} s)")
+        deferred = data.get("removal_deferred") or []  # absent from older agents
+        if deferred:
+            click.echo(
+                f"removal deferred: {len(deferred)} peer(s) past their grace kept, "
+                f"at most {data.get('removal_limit')} removed per grace window"
+            )
     sys.exit(0 if data["healthy"] else 1)

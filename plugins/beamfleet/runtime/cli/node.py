@@ -6,7 +6,8 @@
     beamfleet node disconnect app@10.0.1.3 app@10.0.1.4
 
 The cookie is read from a file only (``--cookie-file``, else ``$BEAMFLEET_COOKIE_FILE``,
-else ``~/.erlang.cookie``): a value on the command line would show in ``ps``.
+else ``~/.erlang.cookie``): a value on the command line would show in ``ps``. The file
+must be private (no group/other permission bits, e.g. ``chmod 400``), as ``erl`` demands.
 
 Exit codes: 0 done/true · 1 the operation answered false · 2 bad usage or input (incl.
 the cookie file) · 3 authentication failed (cookies differ) · 4 node unreachable (EPMD
@@ -27,6 +28,7 @@ from typing import Any, TypeVar
 
 import click
 
+from beamfleet.runtime.cli.cookie import read_private_cookie
 from beamfleet.runtime.erlang_dist import (
     AuthenticationFailed,
     CookieFileError,
@@ -37,7 +39,6 @@ from beamfleet.runtime.erlang_dist import (
     RpcError,
     connect,
     default_cookie_file,
-    read_cookie_file,
 )
 
 EXIT_OK = 0
@@ -110,7 +111,7 @@ def _run(
 ) -> None:
     """Connect, run ``action``, print its result; map every failure to an exit code."""
     try:
-        cookie = read_cookie_file(cookie_file or default_cookie_file())
+        cookie = read_private_cookie(cookie_file or default_cookie_file())
 
         async def main() -> tuple[int, dict[str, Any], str]:
             async with connect(node, cookie, timeout=timeout, epmd_port=epmd_port) as conn:
@@ -148,7 +149,8 @@ def node() -> None:
     """Talk to a BEAM node over the Erlang distribution protocol (as a hidden node).
 
     The cookie is read from --cookie-file, else $BEAMFLEET_COOKIE_FILE, else
-    ~/.erlang.cookie; it is never taken from the command line nor printed.
+    ~/.erlang.cookie; it is never taken from the command line nor printed. The file must
+    be readable by its owner only (chmod 400), like erl demands.
     """
 
 

@@ -99,6 +99,7 @@ class Agent:
             connector,
             self.poller.managed,
             self.settings,
+            max_fraction=config.max_removal_fraction,
             metrics=self.metrics,
             log=self.log,
             round_wait=self.round_wait,
@@ -120,6 +121,8 @@ class Agent:
 
     @classmethod
     def from_config(cls, config: AgentConfig, cookie: str, *, log: JsonLog | None = None) -> Agent:
+        log = log or JsonLog(level=config.log_level)
+
         def resolver() -> StubResolver:
             return StubResolver.from_system(config.nameservers or None, timeout=config.dns_timeout)
 
@@ -131,6 +134,8 @@ class Agent:
                 naming=config.naming,
                 resolver=resolver,
                 timeout=config.dns_timeout,
+                subnets=config.subnets,
+                log=log,
             )
             for s in config.sources
         ]
@@ -170,6 +175,7 @@ class Agent:
         self.convergence.desired(desired, self.clock())
         self.mesh.desired = desired
         owned = await self._owned(desired)
+        self.links.retain_inflight(desired)
 
         live = await self.links.open(owned)
         results = await self._reconcile(live, desired)
@@ -237,6 +243,9 @@ class Agent:
         if owned != self.mesh.owned:
             self.log.info("owned_nodes", nodes=sorted(owned))
         await self.links.close_except(owned)
+        for node in self.mesh.owned - owned:
+            # its series would otherwise stay in /metrics with their last values forever
+            self.metrics.drop_labelled(node=node)
         self.mesh.results = {n: r for n, r in self.mesh.results.items() if n in owned}
         self.mesh.owned = owned
         self.metrics.set("beamfleet_agent_owned_nodes", len(owned))

@@ -35,6 +35,7 @@ from beamfleet.runtime.discovery.sources import (
     source_problems,
     split_source,
 )
+from beamfleet.runtime.discovery.sources.subnet import Network
 
 __all__ = [
     "DEFAULT_LISTEN",
@@ -66,11 +67,15 @@ class AgentConfig:
     listen: tuple[str, int] = field(default_factory=setting("listen").default_value)
     naming: PeerNaming = field(default_factory=setting("naming").default_value)
     nameservers: list[tuple[str, int]] = field(default_factory=setting("nameserver").default_value)
+    subnets: tuple[Network, ...] = field(default_factory=setting("subnet").default_value)
     dns_timeout: float = field(default_factory=setting("dns_timeout").default_value)
     connect_timeout: float = field(default_factory=setting("connect_timeout").default_value)
     max_parallel: int = field(default_factory=setting("max_parallel").default_value)
     grace_polls: int = field(default_factory=setting("grace_polls").default_value)
     grace_seconds: float = field(default_factory=setting("grace_seconds").default_value)
+    max_removal_fraction: float = field(
+        default_factory=setting("max_removal_fraction").default_value
+    )
     allow_empty: bool = field(default_factory=setting("allow_empty").default_value)
     status_public: bool = field(default_factory=setting("status_public").default_value)
     backoff_max: float = field(default_factory=setting("backoff_max").default_value)

@@ -105,6 +105,15 @@ class LinkPool:
                 live[node] = st.link
         return live
 
+    def retain_inflight(self, desired: set[str]) -> None:
+        """Cancel the peer connects of every node to peers that are no longer ``desired``.
+
+        Covers the nodes whose reconcile is still running from an earlier round too: they
+        are not reconciled again until it ends, so they would not notice the change.
+        """
+        for node, st in self._states.items():
+            st.inflight.retain(desired - {node})
+
     async def close_except(self, owned: set[str]) -> None:
         """Close the links of nodes no longer owned (another agent drives them now)."""
         for node in set(self._states) - owned:
@@ -159,4 +168,7 @@ class LinkPool:
         st = self._states.get(node)
         if st is not None and st.link is link:  # not closed on purpose
             self._log.warning("node_connection_lost", node=node)
+            # the connects ran through this link: their results can only be errors now,
+            # and a later round must start fresh ones through the new link
+            st.inflight.cancel_all()
             self._on_lost()

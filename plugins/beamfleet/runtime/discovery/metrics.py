@@ -16,6 +16,10 @@ _HELP = {
     "beamfleet_agent_connects_total": ("counter", "Successful connects made by the agent."),
     "beamfleet_agent_connect_failures_total": ("counter", "Connects that failed or timed out."),
     "beamfleet_agent_disconnects_total": ("counter", "Departed peers removed."),
+    "beamfleet_agent_removals_deferred": (
+        "gauge",
+        "Departed peers kept because the removal limit of the grace window was reached.",
+    ),
     "beamfleet_agent_owned_nodes": ("gauge", "Nodes this agent drives."),
     "beamfleet_agent_node_reachable": ("gauge", "1 when the agent holds a connection to the node."),
     "beamfleet_agent_dns_tcp_retries_total": ("counter", "Truncated UDP answers retried on TCP."),
@@ -51,6 +55,20 @@ class Metrics:
 
     def clear(self, name: str) -> None:
         for key in [k for k in self.values if k[0] == name]:
+            del self.values[key]
+
+    def drop_labelled(self, **labels: str) -> None:
+        """Remove every series carrying all of ``labels`` (any name, any other labels).
+
+        A node that is no longer driven must not leave its last values behind: a stale
+        ``beamfleet_agent_node_reachable{node="..."} 0`` reads as an outage forever.
+
+        Example::
+
+            metrics.drop_labelled(node="app@10.0.0.3")
+        """
+        wanted = set(labels.items())
+        for key in [k for k in self.values if wanted <= set(k[1])]:
             del self.values[key]
 
     def get(self, name: str, **labels: str) -> float:

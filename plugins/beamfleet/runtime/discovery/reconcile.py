@@ -167,6 +167,19 @@ class Inflight:
     tasks: dict[str, asyncio.Task[tuple[str, str]]] = field(default_factory=dict)
     sem: asyncio.Semaphore | None = None
 
+    def retain(self, peers: set[str]) -> None:
+        """Cancel and forget the connects to anyone outside ``peers`` (no longer wanted).
+
+        A connect to a departed peer must not go on (and then connect it) after the peer
+        left the desired set.
+        """
+        for peer in [p for p in self.tasks if p not in peers]:
+            self.tasks.pop(peer).cancel()
+
+    def cancel_all(self) -> None:
+        """Cancel and forget every connect (the link they run through is gone)."""
+        self.retain(set())
+
 
 async def reconcile_node(
     link: NodeLink,
@@ -192,6 +205,7 @@ async def reconcile_node(
     p = plan(link.node, visible, desired, managed)
     result.extra = set(p.extra)
     inflight = inflight if inflight is not None else Inflight()
+    inflight.retain(desired - {link.node})
     if inflight.sem is None:
         inflight.sem = asyncio.Semaphore(max(1, settings.max_parallel))
     tasks = []
@@ -204,7 +218,7 @@ async def reconcile_node(
     if tasks:
         await asyncio.wait(tasks, timeout=round_wait)
     for task in tasks:
-        if not task.done():
+        if not task.done() or task.cancelled():  # cancelled: the peer is no longer desired
             continue
         peer, err = task.result()
         if inflight.tasks.get(peer) is task:

@@ -6,9 +6,15 @@ a flapping DNS record or a failed poll must never cut a node off. A removal itse
 in the background (see :func:`~.reconcile.depart`), because a dead departed peer costs
 a whole connect timeout and must not hold up the round.
 
+Removals are also bounded: within one grace window at most ``max_fraction`` of the
+managed peers (the desired ones plus the departed ones still seen; always at least one)
+may be removed. A successful but partial answer (2 of 10 records for a few polls) must
+not make the agent cut off most of a live cluster at once; the peers over the limit are
+kept (``removal_deferred``) and removed in later windows if they stay absent.
+
 Example::
 
-    removals = Removals(tracker, connector, managed, settings,
+    removals = Removals(tracker, connector, managed, settings, max_fraction=0.34,
                         metrics=metrics, log=log, round_wait=1.0)
     removals.successful_answer(desired, present, now)
     await removals.start(results, live, now)
@@ -17,6 +23,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Callable, Sequence
 
 from beamfleet.runtime.discovery.log import JsonLog
@@ -41,11 +48,18 @@ class Removals:
         managed: Callable[[str], bool],
         settings: ReconcileSettings,
         *,
+        max_fraction: float = 1.0,
         metrics: Metrics,
         log: JsonLog,
         round_wait: float,
     ) -> None:
         self.tracker = tracker
+        self._max_fraction = max_fraction
+        # the limit counts the removals started within one grace window
+        self._window = settings.grace_seconds
+        self._started: dict[str, float] = {}  # peer -> clock time its removal started
+        self._mesh_size = 0
+        self.deferred: list[str] = []  # eligible peers kept by the limit, last round
         self._connector = connector
         self._managed = managed
         self._settings = settings
@@ -57,6 +71,12 @@ class Removals:
     def successful_answer(self, desired: set[str], present: set[str], now: float) -> None:
         """Count one complete round: ``present`` are the managed peers seen but not desired."""
         self.tracker.successful_answer(desired, present, now)
+        self._mesh_size = len(desired | present)
+
+    def limit(self) -> int:
+        """How many removals one grace window may start: a share of the managed peers, >= 1."""
+        # the small epsilon keeps 0.3 * 10 from becoming 2.9999... -> 2
+        return max(1, math.floor(self._max_fraction * self._mesh_size + 1e-9))
 
     def pending(self) -> dict[str, float]:
         """Peers waiting out their grace -> since when (clock time)."""
@@ -65,15 +85,42 @@ class Removals:
     async def start(
         self, results: Sequence[NodeResult], live: dict[str, NodeLink], now: float
     ) -> None:
-        """Start removing every peer past its grace; wait for them at most ``round_wait``."""
+        """Start removing the peers past their grace, up to :meth:`limit` per grace window;
+        wait for them at most ``round_wait``."""
         candidates = sorted({p for r in results for p in r.extra if self.tracker.eligible(p, now)})
+        # removals started in this window, and the older ones still running, use up the room
+        self._started = {
+            p: t for p, t in self._started.items() if now - t < self._window or p in self._departing
+        }
+        limit = self.limit()
+        room = limit - len(self._started)
+        deferred = []
         for peer in candidates:
             if peer in self._departing:
                 continue
+            if room <= 0:
+                deferred.append(peer)
+                continue
+            room -= 1
+            self._started[peer] = now
             holders = {r.node: live[r.node] for r in results if peer in r.extra}
             self._departing[peer] = asyncio.create_task(self._depart(peer, holders))
+        self._defer(deferred, limit)
         if self._departing:
             await asyncio.wait(list(self._departing.values()), timeout=self._round_wait)
+
+    def _defer(self, deferred: list[str], limit: int) -> None:
+        """Keep ``deferred`` for a later window; log when that set changes."""
+        if deferred and deferred != self.deferred:
+            self._log.warning(
+                "removal_deferred",
+                deferred=len(deferred),
+                limit=limit,
+                window=self._window,
+                peers=deferred,
+            )
+        self.deferred = deferred
+        self._metrics.set("beamfleet_agent_removals_deferred", len(deferred))
 
     async def _depart(self, peer: str, holders: dict[str, NodeLink]) -> None:
         try:

@@ -28,6 +28,7 @@ from beamfleet.runtime.discovery.peers import PeerNaming
 from beamfleet.runtime.discovery.server import parse_listen
 from beamfleet.runtime.discovery.sources import REGISTRY, sources_help
 from beamfleet.runtime.discovery.sources.resolver import parse_nameserver
+from beamfleet.runtime.discovery.sources.subnet import parse_subnets
 
 ENV_PREFIX = "BEAMFLEET_"
 
@@ -47,6 +48,11 @@ def at_least(low: float) -> Check:
 def fraction(value: Any) -> str | None:
     """A check that the value is in [0, 1)."""
     return None if 0 <= value < 1 else f"must be in [0, 1), got {value:g}"
+
+
+def share(value: Any) -> str | None:
+    """A check that the value is in (0, 1]."""
+    return None if 0 < value <= 1 else f"must be in (0, 1], got {value:g}"
 
 
 def existing_file(value: Any) -> str | None:
@@ -219,6 +225,17 @@ SETTINGS: tuple[Setting, ...] = (
         convert=nameservers,
         field="nameservers",
     ),
+    Setting(
+        "subnet",
+        str,
+        "",
+        "Networks the dns and srv sources' addresses must be in, comma-separated; the "
+        "others are dropped (logged once), so no node is connected outside the cluster.",
+        metavar="CIDR,...",
+        default_text="no filter",
+        convert=parse_subnets,
+        field="subnets",
+    ),
     Setting("agents_dns", str, None, "rendezvous: the agents' own DNS name.", metavar="NAME"),
     Setting(
         "advertise",
@@ -244,6 +261,14 @@ SETTINGS: tuple[Setting, ...] = (
         "Seconds a peer must also be absent for before removal.",
         unit="s",
         check=at_least(0.0),
+    ),
+    Setting(
+        "max_removal_fraction",
+        float,
+        0.34,
+        "Largest share of the managed peers removed per grace window (one peer always may "
+        "be); the others wait for a later window, so a partial answer cannot empty the cluster.",
+        check=share,
     ),
     Setting(
         "allow_empty",

@@ -110,6 +110,9 @@ class StatusView:
             "desired": sorted(mesh.desired),
             "owned": {name: self._node(name) for name in sorted(mesh.owned)},
             "pending_removal": {n: round(now - t, 1) for n, t in self._removals.pending().items()},
+            # past their grace but kept: the removal limit of the grace window was reached
+            "removal_deferred": list(self._removals.deferred),
+            "removal_limit": self._removals.limit(),
             "agents": self._ownership.agents,
             "sources": [
                 {

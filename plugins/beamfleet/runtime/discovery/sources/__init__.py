@@ -13,9 +13,10 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from beamfleet.runtime.discovery.errors import ConfigError
+from beamfleet.runtime.discovery.log import JsonLog
 from beamfleet.runtime.discovery.peers import PeerNaming
 from beamfleet.runtime.discovery.sources import dns, epmd, file, rancher, srv, static
 from beamfleet.runtime.discovery.sources.base import Source
@@ -27,6 +28,7 @@ from beamfleet.runtime.discovery.sources.rancher import RancherSource
 from beamfleet.runtime.discovery.sources.resolver import StubResolver
 from beamfleet.runtime.discovery.sources.srv import SrvSource
 from beamfleet.runtime.discovery.sources.static import StaticSource
+from beamfleet.runtime.discovery.sources.subnet import Network
 
 REGISTRY: dict[str, SourceKind] = {
     m.SOURCE_KIND.kind: m.SOURCE_KIND for m in (dns, srv, rancher, static, file, epmd)
@@ -92,10 +94,18 @@ def build_source(
     naming: PeerNaming,
     resolver: Callable[[], StubResolver],
     timeout: float = 2.0,
+    subnets: Sequence[Network] = (),
+    log: JsonLog | None = None,
 ) -> Source:
-    """The peer source for ``--source KIND:ARG``; raises :class:`ConfigError` when invalid."""
+    """The peer source for ``--source KIND:ARG``; raises :class:`ConfigError` when invalid.
+
+    ``subnets`` (``--subnet``) restricts the addresses of the DNS-backed kinds; ``log``
+    receives what that filter drops.
+    """
     problems = source_problems(kind, arg, basename)
     if problems:
         raise ConfigError(problems)
-    context = BuildContext(naming=naming, resolver=resolver, timeout=timeout)
+    context = BuildContext(
+        naming=naming, resolver=resolver, timeout=timeout, subnets=tuple(subnets), log=log
+    )
     return REGISTRY[kind].build(SourceSpec(kind, arg, basename), context)

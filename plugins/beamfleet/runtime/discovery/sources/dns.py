@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 from beamfleet.runtime.discovery.errors import SourceError
+from beamfleet.runtime.discovery.log import JsonLog
 from beamfleet.runtime.discovery.peers import Peer, PeerNaming
 from beamfleet.runtime.discovery.sources.kind import BuildContext, SourceKind, SourceSpec
 from beamfleet.runtime.discovery.sources.resolver import LookupFailed, StubResolver
+from beamfleet.runtime.discovery.sources.subnet import Network, SubnetFilter
 
 
 async def name_addresses(
@@ -30,6 +33,9 @@ async def name_addresses(
 class DnsSource:
     """Every A/AAAA address of ``name`` becomes ``basename@address`` (or per ``naming``).
 
+    With ``subnets``, only the addresses inside one of them are kept (the others are
+    logged once through ``log``).
+
     Example::
 
         DnsSource("tasks.app", basename="app", resolver=StubResolver.from_system(),
@@ -37,9 +43,17 @@ class DnsSource:
     """
 
     def __init__(
-        self, name: str, *, basename: str, resolver: StubResolver, naming: PeerNaming
+        self,
+        name: str,
+        *,
+        basename: str,
+        resolver: StubResolver,
+        naming: PeerNaming,
+        subnets: Sequence[Network] = (),
+        log: JsonLog | None = None,
     ) -> None:
         self.label = f"dns:{name}"
+        self._inside = SubnetFilter(subnets, label=self.label, log=log)
         self.basename: str | None = basename
         self.resolver = resolver
         self._name = name
@@ -53,6 +67,12 @@ class DnsSource:
         except LookupFailed as exc:
             raise SourceError(self.label, str(exc)) from exc
         self.empty_reason = "" if addresses else f"{self._name} has no A/AAAA record"
+        if addresses and self._inside:
+            addresses = self._inside(addresses)
+            if not addresses:
+                self.empty_reason = (
+                    f"no address of {self._name} is inside --subnet {self._inside.describe()}"
+                )
         assert self.basename is not None
         return await name_addresses(
             self.label, self.resolver, self.basename, self._naming, addresses
@@ -61,7 +81,14 @@ class DnsSource:
 
 def _build(spec: SourceSpec, ctx: BuildContext) -> DnsSource:
     assert spec.basename  # validated: dns needs a basename
-    return DnsSource(spec.arg, basename=spec.basename, resolver=ctx.resolver(), naming=ctx.naming)
+    return DnsSource(
+        spec.arg,
+        basename=spec.basename,
+        resolver=ctx.resolver(),
+        naming=ctx.naming,
+        subnets=ctx.subnets,
+        log=ctx.log,
+    )
 
 
 SOURCE_KIND = SourceKind(

@@ -10,9 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from beamfleet.runtime.discovery.log import JsonLog
 from beamfleet.runtime.discovery.peers import PeerNaming
 from beamfleet.runtime.discovery.sources.base import Source
 from beamfleet.runtime.discovery.sources.resolver import StubResolver
+from beamfleet.runtime.discovery.sources.subnet import Network
 
 
 @dataclass(frozen=True)
@@ -26,8 +28,9 @@ class SourceSpec:
 
 @dataclass(frozen=True)
 class BuildContext:
-    """What every peer source may share: naming, a resolver factory and the timeout of one
-    query (``--dns-timeout``).
+    """What every peer source may share: naming, a resolver factory, the timeout of one
+    query (``--dns-timeout``), the networks DNS answers must be in (``--subnet``) and the
+    log (for the addresses dropped by that filter).
 
     ``resolver`` is a factory so that only sources that use DNS read ``/etc/resolv.conf``.
     """
@@ -35,6 +38,8 @@ class BuildContext:
     naming: PeerNaming
     resolver: Callable[[], StubResolver]
     timeout: float
+    subnets: tuple[Network, ...] = ()
+    log: JsonLog | None = None
 
 
 @dataclass(frozen=True)

@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 import dns.rdatatype
 from dns.rdtypes.IN.SRV import SRV
 
 from beamfleet.runtime.discovery.errors import SourceError
+from beamfleet.runtime.discovery.log import JsonLog
 from beamfleet.runtime.discovery.peers import Peer, PeerNaming
 from beamfleet.runtime.discovery.sources.dns import name_addresses
 from beamfleet.runtime.discovery.sources.kind import BuildContext, SourceKind, SourceSpec
 from beamfleet.runtime.discovery.sources.resolver import LookupFailed, StubResolver
+from beamfleet.runtime.discovery.sources.subnet import Network, SubnetFilter
 
 
 class SrvSource:
     """Each SRV target's addresses become peers (``basename@<ip>``); with
     ``--naming reverse`` (or ``target_names=True``) peers are named after the SRV targets
-    themselves (``basename@TARGET``), without address or PTR lookups.
+    themselves (``basename@TARGET``), without address or PTR lookups. With ``subnets``,
+    only the addresses inside one of them are kept (target names have no address to
+    check, so ``subnets`` does not apply to them).
 
     Example::
 
@@ -33,8 +38,11 @@ class SrvSource:
         resolver: StubResolver,
         naming: PeerNaming,
         target_names: bool = False,
+        subnets: Sequence[Network] = (),
+        log: JsonLog | None = None,
     ) -> None:
         self.label = f"srv:{name}"
+        self._inside = SubnetFilter(subnets, label=self.label, log=log)
         self.basename: str | None = basename
         self.resolver = resolver
         self._name = name
@@ -71,6 +79,13 @@ class SrvSource:
         glue.update(zip(need, found, strict=True))
         addresses = sorted({ip for t in targets for ip in glue.get(t, [])})
         self.empty_reason = "" if addresses else f"{self._name} has no SRV target address"
+        if addresses and self._inside:
+            addresses = self._inside(addresses)
+            if not addresses:
+                self.empty_reason = (
+                    f"no SRV target address of {self._name} is inside "
+                    f"--subnet {self._inside.describe()}"
+                )
         return await name_addresses(
             self.label, self.resolver, self.basename, self._naming, addresses
         )
@@ -78,7 +93,14 @@ class SrvSource:
 
 def _build(spec: SourceSpec, ctx: BuildContext) -> SrvSource:
     assert spec.basename  # validated: srv needs a basename
-    return SrvSource(spec.arg, basename=spec.basename, resolver=ctx.resolver(), naming=ctx.naming)
+    return SrvSource(
+        spec.arg,
+        basename=spec.basename,
+        resolver=ctx.resolver(),
+        naming=ctx.naming,
+        subnets=ctx.subnets,
+        log=ctx.log,
+    )
 
 
 SOURCE_KIND = SourceKind(

@@ -1,0 +1,40 @@
+"""The cookie file of a command that connects (``beamfleet agent``, ``beamfleet node``).
+
+A cookie grants full control of every node that uses it, so these commands refuse a file
+that group or other users can read, as ``erl`` refuses such a ``~/.erlang.cookie``. A
+Docker secret mounted with mode 0400 for the reading user passes; a file written by
+hand usually needs ``chmod 400``.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from beamfleet.runtime.erlang_dist import CookieFileError, read_cookie_file
+
+
+def read_private_cookie(path: str | os.PathLike[str]) -> str:
+    """The cookie in ``path``, which only its owner may read.
+
+    Example::
+
+        cookie = read_private_cookie("/run/secrets/erlang_cookie")
+
+    Raises:
+        CookieFileError: the file is readable by group/others (the message names the file,
+            its mode and the ``chmod`` that fixes it), or it is missing, unreadable or
+            not one line of text. Never the cookie itself.
+    """
+    p = Path(path).expanduser()
+    try:
+        mode = stat.S_IMODE(p.stat().st_mode)
+    except OSError:
+        mode = 0  # missing or unreadable: read_cookie_file says which, precisely
+    if mode & 0o077:
+        raise CookieFileError(
+            f"cookie file {p} has mode {mode:04o}: group or other users can read the "
+            f"cookie (a secret); make it private with: chmod 400 {p}"
+        )
+    return read_cookie_file(p, private=True)
