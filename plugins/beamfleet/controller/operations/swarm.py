@@ -461,6 +461,50 @@ def nodes(
         yield _docker("node", "demote", *demote)
 
 
+def overlay_create_args(
+    network: str, subnet: str | None, attachable: bool, encrypted: bool
+) -> list[str]:
+    """The ``docker`` arguments that create the overlay ``network``."""
+    args = ["network", "create", "--driver", "overlay"]
+    if attachable:
+        args.append("--attachable")
+    if encrypted:
+        args += ["--opt", "encrypted"]
+    if subnet:
+        args += ["--subnet", subnet]
+    return [*args, network]
+
+
+def overlay_differences(
+    current: Mapping[str, Any],
+    *,
+    subnet: str | None,
+    attachable: bool,
+    encrypted: bool,
+    keys: Mapping[str, str] | None = None,
+) -> list[str]:
+    """How the existing network ``current`` (``docker network inspect``) differs from the
+    wanted settings, one phrase each, naming the inventory key (``keys``: setting -> key)
+    that would keep the network as it is."""
+    have_subnets = [c.get("Subnet") for c in (current.get("IPAM") or {}).get("Config") or []]
+    have = {
+        "attachable": bool(current.get("Attachable")),
+        "encrypted": "encrypted" in (current.get("Options") or {}),
+    }
+    wanted = {"attachable": attachable, "encrypted": encrypted}
+    differences = []
+    if subnet and subnet not in have_subnets:
+        differences.append(f"its subnet is {have_subnets}, not {subnet}")
+    for setting in ("attachable", "encrypted"):
+        if have[setting] != wanted[setting]:
+            now, want = str(have[setting]).lower(), str(wanted[setting]).lower()
+            text = f"{setting} is {now} (wanted {want})"
+            if keys and setting in keys:
+                text += f"; `{keys[setting]}: {now}` keeps it as it is"
+            differences.append(text)
+    return differences
+
+
 @operation()
 def overlay_network(  # noqa: PLR0917 (pyinfra operations take keyword arguments)
     network: str,
@@ -506,32 +550,11 @@ def overlay_network(  # noqa: PLR0917 (pyinfra operations take keyword arguments
         yield _docker("network", "rm", network)
         return
     if current is None:
-        args = ["docker", "network", "create", "--driver", "overlay"]
-        if attachable:
-            args.append("--attachable")
-        if encrypted:
-            args += ["--opt", "encrypted"]
-        if subnet:
-            args += ["--subnet", subnet]
-        yield StringCommand(shlex.join([*args, network]))
+        yield _docker(*overlay_create_args(network, subnet, attachable, encrypted))
         return
-    have_subnets = [c.get("Subnet") for c in (current.get("IPAM") or {}).get("Config") or []]
-    have = {
-        "attachable": bool(current.get("Attachable")),
-        "encrypted": "encrypted" in (current.get("Options") or {}),
-    }
-    wanted = {"attachable": attachable, "encrypted": encrypted}
-    keys = dict(setting_keys or {})
-    differences = []
-    if subnet and subnet not in have_subnets:
-        differences.append(f"its subnet is {have_subnets}, not {subnet}")
-    for setting in ("attachable", "encrypted"):
-        if have[setting] != wanted[setting]:
-            now, want = str(have[setting]).lower(), str(wanted[setting]).lower()
-            text = f"{setting} is {now} (wanted {want})"
-            if setting in keys:
-                text += f"; `{keys[setting]}: {now}` keeps it as it is"
-            differences.append(text)
+    differences = overlay_differences(
+        current, subnet=subnet, attachable=attachable, encrypted=encrypted, keys=setting_keys
+    )
     if differences:
         raise SwarmOperationError(
             f"overlay network {network} exists with other settings: {'; '.join(differences)}. "
