@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from beamfleet.controller.facts.kernel import KernelSetting, KernelSettings, parse_kernel_settings
 from beamfleet.controller.facts.secrets import (
     LABEL_CONTENT_HASH,
     LABEL_CONTENT_SALT,
@@ -320,3 +321,23 @@ def test_the_wait_gives_up_after_its_tries_and_still_succeeds(docker: FakeDocker
     )
     assert result.returncode == 0, result.stderr
     assert result.argvs() == [inspect.split()] * 2  # 1 s = 2 polls
+
+
+# -- sysctl_read.sh ------------------------------------------------------------------------
+
+
+def test_kernel_settings_are_read_with_their_access(docker: FakeDocker) -> None:
+    keys = ("net.ipv4.neigh.default.gc_thresh3", "net.beamfleet.no_such_key")
+    result = docker.run(KernelSettings().command(keys))
+    assert result.returncode == 0, result.stderr
+    parsed = parse_kernel_settings(result.stdout.splitlines())
+    have = Path("/proc/sys/net/ipv4/neigh/default/gc_thresh3").read_text().strip()
+    assert parsed["net.ipv4.neigh.default.gc_thresh3"].value == have
+    assert parsed["net.beamfleet.no_such_key"] == KernelSetting(None, writable=False)
+    assert result.calls == []  # no docker involved
+
+
+def test_a_key_that_is_no_sysctl_key_is_refused(docker: FakeDocker) -> None:
+    result = docker.run(KernelSettings().command(("../../etc/passwd",)))
+    assert result.returncode == 2
+    assert "not a sysctl key" in result.stderr
