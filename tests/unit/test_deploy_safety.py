@@ -319,6 +319,8 @@ def test_the_cookie_label_is_salted_and_still_recognises_the_cookie() -> None:
     assert holds_value(generated, cookie) and not holds_value(generated, "other")
     assert not holds_value({}, cookie)
     assert not holds_value({LABEL_CONTENT_HASH: "pbkdf2-sha256:x:y", LABEL_CONTENT_SALT: "zz"}, "")
+    forever = {LABEL_CONTENT_HASH: "pbkdf2-sha256:999999999999:ab", LABEL_CONTENT_SALT: salt}
+    assert not holds_value(forever, cookie)
 
 
 # -- 4. the application's overlay: encrypted, not attachable -------------------------------

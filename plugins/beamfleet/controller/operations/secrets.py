@@ -52,6 +52,7 @@ GENERATED_BYTES = 24  # 192 bits, printed as 48 hex characters (valid in any coo
 
 
 PBKDF2_ROUNDS = 200_000  # a tenth of a second on the controller, per value and run
+MAX_PBKDF2_ROUNDS = 10 * PBKDF2_ROUNDS
 SALT_BYTES = 16
 _PBKDF2 = "pbkdf2-sha256"
 _SALTED = "salted-sha256"
@@ -93,6 +94,8 @@ def holds_value(labels: Mapping[str, str], value: str) -> bool:
     try:
         if scheme == _PBKDF2 and salt:
             rounds = int(rest.split(":", 1)[0])
+            if not 0 < rounds <= MAX_PBKDF2_ROUNDS:  # a label is no reason to hash forever
+                return False
             expected = pbkdf2_hash(value, salt, rounds)
         elif scheme == _SALTED and salt:
             expected = salted_hash(value, salt)
