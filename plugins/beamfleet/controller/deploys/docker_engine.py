@@ -9,7 +9,8 @@ The kernel's neighbour (ARP/NDP) table is sized for overlay networks: every task
 overlay is a neighbour of the host, and with the kernel's defaults (gc_thresh1/2/3 =
 128/512/1024) a few dozen tasks overflow it ("neighbor table overflow"), after which the
 host drops traffic, SSH included. :data:`NEIGHBOUR_DEFAULTS` go to a file in
-``/etc/sysctl.d`` (kept across reboots) and into the running kernel (``neighbour_table``).
+``/etc/sysctl.d`` (systemd-sysctl applies it at every boot) and into the running kernel
+(``neighbour_table``).
 """
 
 from __future__ import annotations
@@ -45,14 +46,12 @@ _FAMILIES = ("ipv4", "ipv6")
 
 def _neighbour_table(value: Any) -> str | None:
     if not isinstance(value, dict):
-        # bool is an int: `false` and 0 both mean "leave the kernel alone"
+        # `false` and 0 leave the kernel alone; True is an int too, and means nothing here
+        if value is False or (value == 0 and not isinstance(value, bool)):
+            return None
         return (
-            None
-            if value is False or (value == 0 and value is not True)
-            else (
-                "give `false` to leave the kernel alone, or "
-                "{gc_thresh1: int, gc_thresh2: int, gc_thresh3: int}"
-            )
+            "give `false` to leave the kernel alone, or "
+            "{gc_thresh1: int, gc_thresh2: int, gc_thresh3: int}"
         )
     if set(value) != set(NEIGHBOUR_DEFAULTS):
         return f"give exactly the keys {sorted(NEIGHBOUR_DEFAULTS)}, not {sorted(value)}"
@@ -153,8 +152,15 @@ def plan_sysctls(wanted: Mapping[str, int], live: dict[str, KernelSetting]) -> S
 
 
 def sysctl_write_command(values: Mapping[str, int]) -> str:
-    """``sysctl -q -w KEY=VALUE...`` (in the given order)."""
-    return shlex.join(["sysctl", "-q", "-w", *(f"{k}={v}" for k, v in values.items())])
+    """Write ``values`` into the running kernel, in the given order, stopping at the first
+    failure. Straight to ``/proc/sys``: a minimal host may have no ``sysctl`` program.
+
+    Example: ``echo 16384 > /proc/sys/net/ipv4/neigh/default/gc_thresh3 && ...``.
+    """
+    return " && ".join(
+        f"echo {int(value)} > {shlex.quote('/proc/sys/' + key.replace('.', '/'))}"
+        for key, value in values.items()
+    )
 
 
 def _neighbour_table_operations() -> None:
@@ -173,6 +179,7 @@ def _neighbour_table_operations() -> None:
         src=StringIO(sysctl_conf(values)),
         dest=NEIGHBOUR_SYSCTL_FILE,
         mode="644",
+        create_remote_dir=True,  # /etc/sysctl.d comes with procps, which may be absent
     )
     plan = plan_sysctls(values, host.get_fact(KernelSettings, keys=tuple(values)))
     if plan.read_only:
