@@ -47,9 +47,8 @@ def test_the_body_is_read_from_stdin_not_argv() -> None:
 
 def test_apply_service_outside_a_swarm_says_so() -> None:
     spec = {"Name": "x", "TaskTemplate": {"ContainerSpec": {"Image": "none"}}}
-    result = _run(
-        StringCommand(engine_api_command("apply-service"), f"<<'EOF'\n{json.dumps(spec)}\nEOF")
-    )
+    # as the service operation sends it: the spec on stdin, nothing of it in the command
+    result = _run(engine_api_command("apply-service"), json.dumps(spec))
     assert result.returncode == 1
     assert "swarm" in result.stderr.lower()
 

@@ -9,6 +9,7 @@ shows in any argv. What Docker itself answers is the lab's part (tests/lab).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -20,7 +21,13 @@ from typing import Any
 
 import pytest
 
-from beamfleet.controller.facts.secrets import LABEL_CONTENT_HASH, SwarmSecrets, parse_secrets
+from beamfleet.controller.facts.kernel import KernelSetting, KernelSettings, parse_kernel_settings
+from beamfleet.controller.facts.secrets import (
+    LABEL_CONTENT_HASH,
+    LABEL_CONTENT_SALT,
+    SwarmSecrets,
+    parse_secrets,
+)
 from beamfleet.controller.facts.services import ServiceTasks, SwarmServices
 from beamfleet.controller.facts.swarm import (
     SwarmJoinTokens,
@@ -31,8 +38,8 @@ from beamfleet.controller.facts.swarm import (
 from beamfleet.controller.operations.images import load_image_command
 from beamfleet.controller.operations.secrets import (
     GENERATED_BYTES,
-    content_hash,
     generate_secret_command,
+    holds_value,
 )
 from beamfleet.controller.operations.swarm import wait_node_down_command
 from beamfleet.controller.remote_scripts import script_shell
@@ -270,12 +277,17 @@ def test_a_generated_secret_goes_to_docker_on_stdin_only(docker: FakeDocker) -> 
     value = call["stdin"]
     assert len(value) == 2 * GENERATED_BYTES
     assert all(c in "0123456789abcdef" for c in value)
-    assert call["argv"] == [
-        "secret", "create",
-        "--label", "io.beamfleet.cookie=demo",
-        "--label", f"{LABEL_CONTENT_HASH}={content_hash(value)}",
-        "demo_cookie.v1", "-",
-    ]  # fmt: skip
+    argv = call["argv"]
+    assert argv[:4] == ["secret", "create", "--label", "io.beamfleet.cookie=demo"]
+    assert argv[-2:] == ["demo_cookie.v1", "-"]
+    labels = dict(arg.split("=", 1) for arg in argv[5:-2:2])
+    assert argv[4:-2:2] == ["--label", "--label"] and set(labels) == {
+        LABEL_CONTENT_HASH,
+        LABEL_CONTENT_SALT,
+    }
+    # salted: the label is no plain hash of the value, yet names it
+    assert hashlib.sha256(value.encode()).hexdigest()[:16] not in labels[LABEL_CONTENT_HASH]
+    assert holds_value(labels, value) and not holds_value(labels, value[::-1])
     assert not any(value in arg for arg in call["argv"])
     assert value not in result.stdout + result.stderr
     again = docker.run(command.get_raw_value())
@@ -309,3 +321,23 @@ def test_the_wait_gives_up_after_its_tries_and_still_succeeds(docker: FakeDocker
     )
     assert result.returncode == 0, result.stderr
     assert result.argvs() == [inspect.split()] * 2  # 1 s = 2 polls
+
+
+# -- sysctl_read.sh ------------------------------------------------------------------------
+
+
+def test_kernel_settings_are_read_with_their_access(docker: FakeDocker) -> None:
+    keys = ("net.ipv4.neigh.default.gc_thresh3", "net.beamfleet.no_such_key")
+    result = docker.run(KernelSettings().command(keys))
+    assert result.returncode == 0, result.stderr
+    parsed = parse_kernel_settings(result.stdout.splitlines())
+    have = Path("/proc/sys/net/ipv4/neigh/default/gc_thresh3").read_text().strip()
+    assert parsed["net.ipv4.neigh.default.gc_thresh3"].value == have
+    assert parsed["net.beamfleet.no_such_key"] == KernelSetting(None, writable=False)
+    assert result.calls == []  # no docker involved
+
+
+def test_a_key_that_is_no_sysctl_key_is_refused(docker: FakeDocker) -> None:
+    result = docker.run(KernelSettings().command(("../../etc/passwd",)))
+    assert result.returncode == 2
+    assert "not a sysctl key" in result.stderr

@@ -17,7 +17,7 @@ from beamfleet.controller.docker_cli import context_hash
 from beamfleet.controller.facts.beam import render_mesh
 from beamfleet.controller.facts.secrets import parse_secrets
 from beamfleet.controller.inventory import InventoryValidationError
-from beamfleet.controller.operations.secrets import content_hash
+from beamfleet.controller.operations.secrets import content_labels
 from beamfleet.controller.operations.services import LABEL_SPEC_HASH, spec_hash, with_spec_hash
 from beamfleet.runtime.erlang_dist import CookieFileError as RuntimeCookieFileError
 
@@ -26,10 +26,7 @@ def _secret(name: str, app: str = "demo", value: str = "x" * 20) -> dict[str, An
     return {
         name: {
             "ID": name,
-            "Labels": {
-                "io.beamfleet.cookie": app,
-                "io.beamfleet.content-hash": content_hash(value),
-            },
+            "Labels": {"io.beamfleet.cookie": app, **content_labels(value)},
         }
     }
 
@@ -57,8 +54,8 @@ def test_rotation_makes_the_next_version_and_keeps_the_used_one() -> None:
 
 def test_a_given_cookie_is_compared_by_content_hash() -> None:
     existing = _secret("demo_cookie.v1", value="a" * 20)
-    same = plan_cookie("demo", existing, set(), value_hash=content_hash("a" * 20))
-    other = plan_cookie("demo", existing, set(), value_hash=content_hash("b" * 20))
+    same = plan_cookie("demo", existing, set(), value="a" * 20)
+    other = plan_cookie("demo", existing, set(), value="b" * 20)
     assert (same.secret, same.create) == ("demo_cookie.v1", False)
     assert (other.secret, other.create) == ("demo_cookie.v2", True)
 

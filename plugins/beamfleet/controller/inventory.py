@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import difflib
 import ipaddress
+import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeAlias
@@ -188,6 +189,58 @@ def positive(value: Any) -> str | None:
 
 def not_negative(value: Any) -> str | None:
     return None if value >= 0 else "must be 0 or more"
+
+
+# Docker's image reference grammar (distribution/reference), as one expression:
+#   [domain[:port]/]path-component[/path-component...][:tag][@algorithm:hex]
+# path components are lowercase; a tag is at most 128 word characters, dots and dashes.
+_DOMAIN_PART = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_DOMAIN = rf"(?:{_DOMAIN_PART}(?:\.{_DOMAIN_PART})*|\[[0-9a-fA-F:]+\])(?::[0-9]+)?"
+_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_TAG = r"[\w][\w.-]{0,127}"
+_DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
+IMAGE_REFERENCE = re.compile(
+    rf"(?:{_DOMAIN}/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*(?::{_TAG})?(?:@{_DIGEST})?",
+    re.ASCII,
+)
+IMAGE_NAME_MAX = 255  # Docker's limit on the name (without tag and digest)
+
+# Names beamfleet gives Docker objects and nodes (services, networks, basenames).
+DOCKER_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*", re.ASCII)
+
+
+def image_reference(value: Any) -> str | None:
+    """Check an image reference against Docker's grammar (it reaches hosts' commands).
+
+    Example: ``image_reference("registry.example.com:5000/team/app:1.4")`` is None.
+    """
+    if not IMAGE_REFERENCE.fullmatch(value):
+        return (
+            f"{value!r} is not an image reference: `[registry[:port]/]name[:tag][@digest]`, "
+            "with a lowercase name (letters, digits, `.`, `_`, `-` between them), "
+            "e.g. `registry.example.com/app:1.4`"
+        )
+    name = value.split("@", 1)[0]
+    if ":" in name.rsplit("/", 1)[-1]:
+        name = name.rsplit(":", 1)[0]
+    if len(name) > IMAGE_NAME_MAX:
+        return f"the image name is {len(name)} characters long: at most {IMAGE_NAME_MAX}"
+    return None
+
+
+def docker_name(max_length: int) -> Check:
+    """A check for a name beamfleet hands to Docker: a letter or digit, then letters,
+    digits, ``_``, ``.`` or ``-``, at most ``max_length`` characters."""
+
+    def check(value: Any) -> str | None:
+        if not DOCKER_NAME.fullmatch(value) or len(value) > max_length:
+            return (
+                f"{value!r}: use a letter or digit, then letters, digits, `_`, `.` or `-` "
+                f"(at most {max_length} characters)"
+            )
+        return None
+
+    return check
 
 
 KNOWN_KEYS: dict[str, KeySpec] = {}

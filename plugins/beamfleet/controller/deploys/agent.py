@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pyinfra.api.deploy import deploy
 
 from beamfleet.controller.deploys.app import LABEL_STACK, SECOND, AppSettings
-from beamfleet.controller.inventory import KeySpec, KeyTable, positive
+from beamfleet.controller.inventory import KeySpec, KeyTable, image_reference, positive
 from beamfleet.controller.operations import services
 from beamfleet.runtime.constants import AGENT_PORT, COOKIE_MOUNT_PATH, COOKIE_SECRET_TARGET
 
@@ -42,6 +42,7 @@ AGENT_KEYS = KeyTable(
             "agent_image",
             (str,),
             "the agent image",
+            check=image_reference,
             default_doc="built from `beamfleet/assets/agent`",
         ),
         KeySpec("agent_interval", (int, float), "agent poll interval, seconds", 1, positive),

@@ -1,7 +1,9 @@
 """The application service: BEAM nodes on their own overlay, named at container start.
 
-One replicated swarm service per application, on an attachable overlay network with an
-explicit subnet (default ``10.234.0.0/24``). Each task gets
+One replicated swarm service per application, on its own overlay network with an
+explicit subnet (default ``10.234.0.0/24``), encrypted between hosts and not attachable by
+standalone containers unless the inventory says otherwise (``app_network_encrypted``,
+``app_network_attachable``). Each task gets
 
 * the cookie secret at :data:`~beamfleet.runtime.constants.COOKIE_MOUNT_PATH`
   (``/run/secrets/erlang_cookie``; owner-only, for the image's user);
@@ -24,10 +26,22 @@ from typing import Any
 
 from pyinfra.api.deploy import deploy
 
-from beamfleet.controller.inventory import KeySpec, KeyTable, cidr, not_negative, positive
+from beamfleet.controller.inventory import (
+    KeySpec,
+    KeyTable,
+    cidr,
+    docker_name,
+    image_reference,
+    not_negative,
+    positive,
+)
 from beamfleet.controller.operations import services, swarm
 from beamfleet.runtime.constants import COOKIE_MOUNT_PATH, COOKIE_SECRET_TARGET
 
+# Names reach Docker and hosts' commands: checked at planning time. The application's
+# name is shorter, so `<app>-agent` and `<app>_cookie.v<N>` fit Docker's 63/64 too.
+NAME_MAX = 63
+APP_NAME_MAX = 48
 SECOND = 1_000_000_000  # the Engine API counts durations in nanoseconds
 LABEL_STACK = "com.docker.stack.namespace"  # `docker stack ls/ps/services` show both services
 
@@ -56,17 +70,20 @@ APP_KEYS = KeyTable(
             (str,),
             "the application's service name (also the stack label, and `tasks.<app_name>` in DNS)",
             "demo",
+            docker_name(APP_NAME_MAX),
         ),
         KeySpec(
             "app_basename",
             (str,),
             "node basename: nodes are `<basename>@<overlay ip>`",
+            check=docker_name(NAME_MAX),
             default_doc="= `app_name`",
         ),
         KeySpec(
             "app_image",
             (str,),
             'the image to run (see "Your own image")',
+            check=image_reference,
             default_doc="built from `app_build`",
         ),
         KeySpec(
@@ -81,7 +98,22 @@ APP_KEYS = KeyTable(
             "app_network",
             (str,),
             "the overlay network",
+            check=docker_name(NAME_MAX),
             default_doc=f"`{default_network('<app_name>')}`",
+        ),
+        KeySpec(
+            "app_network_encrypted",
+            (bool,),
+            "encrypt the overlay's traffic between hosts (IPsec; the firewall must pass ESP, "
+            "see Firewall)",
+            True,
+        ),
+        KeySpec(
+            "app_network_attachable",
+            (bool,),
+            "let standalone containers join the overlay (`docker run --network`); beamfleet "
+            "itself needs no such container",
+            False,
         ),
         KeySpec(
             "app_subnet",
@@ -124,6 +156,8 @@ class AppSettings:
     replicas: int = APP_KEYS.default("app_replicas")
     env: dict[str, str] = field(default_factory=lambda: APP_KEYS.default("app_env"))
     network: str = ""
+    network_encrypted: bool = APP_KEYS.default("app_network_encrypted")
+    network_attachable: bool = APP_KEYS.default("app_network_attachable")
     subnet: str = APP_KEYS.default("app_subnet")
     user_id: int = APP_KEYS.default("app_user_id")
     cpus: float = APP_KEYS.default("app_cpus")
@@ -221,7 +255,12 @@ def app_service(
         name=f"Overlay network {settings.network} ({settings.subnet})",
         network=settings.network,
         subnet=settings.subnet,
-        attachable=True,
+        attachable=settings.network_attachable,
+        encrypted=settings.network_encrypted,
+        setting_keys={
+            "attachable": "app_network_attachable",
+            "encrypted": "app_network_encrypted",
+        },
     )
     services.service(
         name=f"Service {settings.name} ({settings.replicas} x {settings.image})",

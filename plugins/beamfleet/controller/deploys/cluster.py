@@ -28,7 +28,14 @@ from beamfleet.controller.deploys.agent import AGENT_KEYS, AgentSettings, agent_
 from beamfleet.controller.deploys.app import APP_KEYS, AppSettings, app_service
 from beamfleet.controller.deploys.cookie import cookie_secret
 from beamfleet.controller.deploys.swarm import swarm_cluster, swarm_plan
-from beamfleet.controller.inventory import KeySpec, KeyTable, positive, register_keys
+from beamfleet.controller.inventory import (
+    KeySpec,
+    KeyTable,
+    image_reference,
+    positive,
+    register_keys,
+    validate_state,
+)
 
 CLUSTER_KEYS = KeyTable(
     "Images, cookie, checks",
@@ -57,7 +64,7 @@ CLUSTER_KEYS = KeyTable(
             120,
             positive,
         ),
-        KeySpec("image", (str,), "`rollout.py` only: the image to roll out"),
+        KeySpec("image", (str,), "`rollout.py` only: the image to roll out", check=image_reference),
     ),
 )
 # The keys a cluster run reads, in the order docs/cluster.md lists them.
@@ -97,6 +104,8 @@ def cluster_settings(data_host: Host | None = None, image: str | None = None) ->
         replicas=int(app("app_replicas")),
         env={str(k): str(v) for k, v in dict(app("app_env")).items()},
         network=str(app("app_network") or ""),
+        network_encrypted=bool(app("app_network_encrypted")),
+        network_attachable=bool(app("app_network_attachable")),
         subnet=str(app("app_subnet")),
         user_id=int(app("app_user_id")),
         cpus=float(app("app_cpus")),
@@ -175,6 +184,7 @@ def rollout() -> None:
     rollback. Put the same image in ``app_image`` afterwards, or the next cluster.py run
     rolls back to the inventory's image.
     """
+    validate_state(state)  # the image reference too, before any host is touched
     image = host.data.get("image")
     if not image or not isinstance(image, str):
         raise RolloutError(

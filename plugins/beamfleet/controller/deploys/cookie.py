@@ -7,8 +7,9 @@ one, unless
 
 * ``rotate_cookie`` is true: a new version is generated, and the services that mount the
   cookie (the application and its agent) roll to it, because their specs name it; or
-* ``cookie_file`` names a file on the controller whose content hash differs from the
-  current version's label: that value becomes the new version (same rolling).
+* ``cookie_file`` names a file on the controller whose content the current version does
+  not hold (its salted content-hash label says so): that value becomes the new version
+  (same rolling).
 
 Older versions that no service uses any more are removed on the next run.
 """
@@ -23,7 +24,7 @@ from pyinfra.api.deploy import deploy
 from pyinfra.api.hiddenvalue import HiddenValue
 from pyinfra.context import host
 
-from beamfleet.controller.facts.secrets import LABEL_CONTENT_HASH, SwarmSecrets
+from beamfleet.controller.facts.secrets import SwarmSecrets
 from beamfleet.controller.facts.services import SwarmServices
 from beamfleet.controller.inventory import InventoryValidationError
 from beamfleet.controller.operations import secrets
@@ -63,9 +64,13 @@ def plan_cookie(
     services_using: set[str],
     *,
     rotate: bool = False,
-    value_hash: str | None = None,
+    value: str | None = None,
 ) -> CookiePlan:
-    """Decide the cookie secret's name from the swarm's secrets (pure, unit-tested)."""
+    """Decide the cookie secret's name from the swarm's secrets (pure, unit-tested).
+
+    ``value``: the cookie the user gave (``cookie_file``), compared with the current
+    version's labels only (:func:`~beamfleet.controller.operations.secrets.holds_value`).
+    """
     versions = {
         v: name
         for name, meta in existing.items()
@@ -75,9 +80,7 @@ def plan_cookie(
         return CookiePlan(f"{app}_cookie.v1", create=True)
     latest = max(versions)
     current = versions[latest]
-    changed = value_hash is not None and (
-        existing[current]["Labels"].get(LABEL_CONTENT_HASH) != value_hash
-    )
+    changed = value is not None and not secrets.holds_value(existing[current]["Labels"], value)
     secret, create = current, False
     if rotate or changed:
         secret, create = f"{app}_cookie.v{latest + 1}", True
@@ -113,13 +116,12 @@ def _secrets_in_use() -> set[str]:
 def cookie_secret(app: str, rotate: bool = False, cookie_file: str | None = None) -> str:
     """Ensure the cookie secret of ``app`` (on the acting manager); return its name."""
     value = read_cookie_value(cookie_file) if cookie_file else None
-    value_hash = secrets.content_hash(value.unmask()) if value is not None else None
     plan = plan_cookie(
         app,
         host.get_fact(SwarmSecrets),
         _secrets_in_use(),
         rotate=rotate,
-        value_hash=value_hash,
+        value=value.unmask() if value is not None else None,
     )
     _cookie_operations(app=app, plan=plan, value=value)
     return plan.secret

@@ -32,13 +32,14 @@ from pyinfra.api.operation import operation
 from pyinfra.api.state import State
 from pyinfra.context import host, state
 
-from beamfleet.controller.deploys.docker_engine import docker_engine
+from beamfleet.controller.deploys.docker_engine import ENGINE_KEYS, docker_engine
 from beamfleet.controller.facts.swarm import PrivateAddress, SwarmInfo, SwarmNodes
 from beamfleet.controller.inventory import (
     MANAGERS,
     KeySpec,
     KeyTable,
     cidr,
+    docker_name,
     ip_address,
     register_keys,
     reported_hostnames,
@@ -49,6 +50,7 @@ from beamfleet.controller.operations import swarm
 from beamfleet.controller.operations.swarm import AVAILABILITIES, DEFAULT_ADDR_POOL, SWARM_PORT
 
 _pool_cidr = cidr(DEFAULT_ADDR_POOL)
+_network_name = docker_name(63)
 
 
 def _availability(value: Any) -> str | None:
@@ -58,6 +60,10 @@ def _availability(value: Any) -> str | None:
 def _networks(value: Any) -> str | None:
     allowed = {"subnet", "attachable", "encrypted"}
     for name, spec in value.items():
+        if not isinstance(name, str):
+            return f"network name {name!r}: give a string"
+        if error := _network_name(name):
+            return f"network name {error}"
         if not isinstance(spec, dict):
             return f"network {name!r}: give a dict with {sorted(allowed)}"
         unknown = set(spec) - allowed
@@ -114,13 +120,7 @@ SWARM_KEYS = KeyTable(
             " (read on the acting manager)",
             check=_networks,
         ),
-        KeySpec(
-            "docker_daemon",
-            (dict,),
-            "content of `/etc/docker/daemon.json` (written before the install; a later change "
-            "restarts the engine once)",
-            default_doc="file untouched",
-        ),
+        *ENGINE_KEYS,  # declared by the engine deploy, which reads them
         KeySpec(
             "remove",
             (str,),

@@ -2,8 +2,10 @@
 
 The Docker Engine never returns a secret's value (``docker secret inspect`` shows only
 its metadata), so these facts are safe to print. beamfleet marks each secret it manages
-with labels: :data:`LABEL_CONTENT_HASH` (a hash of the value, so a changed value is seen
-without reading it) and the owner labels set by the deploy.
+with labels: :data:`LABEL_CONTENT_HASH` (a salted hash of the value, so a changed value is
+seen without reading it), :data:`LABEL_CONTENT_SALT` (its random salt: the label of one
+value differs from secret to secret, and says nothing a precomputed table could look up)
+and the owner labels set by the deploy.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing_extensions import override
 from beamfleet.controller.remote_scripts import script_shell
 
 LABEL_CONTENT_HASH = "io.beamfleet.content-hash"
+LABEL_CONTENT_SALT = "io.beamfleet.content-salt"
 
 
 class SwarmSecrets(FactBase[dict[str, dict[str, Any]]]):

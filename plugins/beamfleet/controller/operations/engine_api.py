@@ -26,16 +26,25 @@ def engine_api_command(*argv: str) -> StringCommand:
     )
 
 
-def run_with_secret_stdin(host: Host, command: StringCommand, stdin: str) -> bool:
+def run_with_secret_stdin(
+    host: Host, command: StringCommand, stdin: str, *, show_stdout: bool = False
+) -> bool:
     """Run ``command`` at execution time with ``stdin``, printing neither.
 
-    For bodies that hold a secret: nothing of the command's input or output reaches
-    pyinfra's output; on failure the command's stderr is shown (Docker's messages name the
-    problem and never echo a secret back).
+    For bodies that hold a secret: nothing of the command's input reaches pyinfra's
+    output, nor its output unless ``show_stdout`` (for a command whose standard output is
+    known to carry only messages); on failure the command's stderr is shown (Docker's
+    messages name the problem and never echo a secret back).
+
+    Call it from a ``FunctionCommand``: then it runs only when the operation executes, and
+    the input is never part of a command line (``ps`` on the host, pyinfra's output).
     """
     ok, output = host.run_shell_command(
         command, _stdin=stdin, print_output=False, print_input=False
     )
+    if ok and show_stdout:
+        for line in output.stdout_lines:
+            host.log_styled(line)
     if not ok:
         for line in output.stderr_lines:
             host.log_styled(line, fg="red")

@@ -77,4 +77,10 @@ def pulled(image: str) -> Generator[StringCommand, None, None]:
     if host.get_fact(ImageId, image=image) is not None:
         host.noop(f"{image} is already on the host")
         return
-    yield StringCommand("docker", "pull", "-q", shlex.quote(image), ">/dev/null")
+    yield pull_command(image)
+
+
+def pull_command(image: str) -> StringCommand:
+    """``docker pull -q IMAGE``, the reference one quoted word whatever it holds (the
+    inventory checks references too, before any host is touched)."""
+    return StringCommand(shlex.join(["docker", "pull", "-q", image]), ">/dev/null")

@@ -1,16 +1,22 @@
 """Swarm services from a declarative spec: created, updated only when it changed.
 
 :func:`service` takes the whole desired ``ServiceSpec`` (the Docker Engine API's JSON
-shape), hashes it, and stores the hash in the service's :data:`LABEL_SPEC_HASH` label.
-When the running service carries the same hash, nothing is sent: an unchanged deploy
-restarts nothing and reports no change. When the spec changed, the engine gets the new
-spec as one update, so it only rolls the tasks if the task template changed (scaling a
-replicated service adds or removes tasks and leaves the others alone), following the
-service's ``UpdateConfig`` (and ``RollbackConfig`` on failure).
+shape) and compares it with the running service's spec, on every field the desired spec
+sets (:func:`beamfleet.controller.spec_drift.spec_drift`): a service edited by hand
+(``docker service update --no-healthcheck``, ``--network-add``, ``scale``) is put back.
+When they match, nothing is sent: an unchanged deploy restarts nothing and reports no
+change. The hash of the spec stays in the service's :data:`LABEL_SPEC_HASH` label as a
+hint (a changed spec changes the label, which is one of the compared fields). Otherwise
+the engine gets the new spec as one update, so it only rolls the tasks if the task
+template changed (scaling a replicated service adds or removes tasks and leaves the
+others alone), following the service's ``UpdateConfig`` (and ``RollbackConfig`` on
+failure).
 
-The spec reaches the Engine API on ``/var/run/docker.sock`` on the manager through
-standard input; secrets are named in the spec (``SecretName``) and resolved to their IDs
-on the manager when the operation runs, so a secret created earlier in the same run works.
+The spec (``app_env`` values included) reaches the Engine API on
+``/var/run/docker.sock`` on the manager through the SSH channel's standard input when the
+operation runs: it is never part of a command line (``ps`` on the manager, pyinfra's
+output). Secrets are named in the spec (``SecretName``) and resolved to their IDs on the
+manager when the operation runs, so a secret created earlier in the same run works.
 """
 
 from __future__ import annotations
@@ -22,13 +28,18 @@ import shlex
 from collections.abc import Generator, Mapping
 from typing import Any
 
-from pyinfra.api.command import StringCommand
+from pyinfra import logger
+from pyinfra.api.command import FunctionCommand, StringCommand
 from pyinfra.api.exceptions import OperationValueError
+from pyinfra.api.host import Host
 from pyinfra.api.operation import operation
+from pyinfra.api.state import State
 from pyinfra.context import host
 
 from beamfleet.controller.facts.services import SwarmServices
-from beamfleet.controller.operations.engine_api import engine_api_command
+from beamfleet.controller.facts.swarm import SwarmNetworks
+from beamfleet.controller.operations.engine_api import engine_api_command, run_with_secret_stdin
+from beamfleet.controller.spec_drift import spec_drift
 
 LABEL_SPEC_HASH = "io.beamfleet.spec-hash"
 
@@ -72,7 +83,7 @@ def _validate(spec: Mapping[str, Any]) -> None:
 @operation()
 def service(
     spec: Mapping[str, Any], wait_rollout: float | None = None
-) -> Generator[StringCommand, None, None]:
+) -> Generator[StringCommand | FunctionCommand, None, None]:
     """
     Ensure a swarm service runs with exactly ``spec`` (run on a manager).
 
@@ -82,7 +93,8 @@ def service(
     + wait_rollout: after an update, wait up to this many seconds for the rolling update
       to complete, and fail if it was rolled back or paused (default: do not wait)
 
-    No change when the service's spec-hash label matches ``spec``. Otherwise one create
+    No change when the running service has every field of ``spec`` as given (fields the
+    engine adds are ignored); a field changed by hand is put back. Otherwise one create
     or update call; whether tasks restart is then the engine's rule (only when the task
     template changed, rolling per ``UpdateConfig``).
 
@@ -101,18 +113,41 @@ def service(
     name = str(spec["Name"])
     current = host.get_fact(SwarmServices).get(name)
     if current is not None:
-        have = ((current.get("Spec") or {}).get("Labels") or {}).get(LABEL_SPEC_HASH)
-        if have == desired["Labels"][LABEL_SPEC_HASH]:
+        live = current.get("Spec") or {}
+        drift = spec_drift(desired, live, network_names(host.get_fact(SwarmNetworks)))
+        if not drift:
             host.noop(f"service {name} is up to date")
             return
-    body = json.dumps(desired, sort_keys=True)
-    # The spec travels on stdin (a heredoc), not as an argument: it can be long, and the
-    # command line stays readable in pyinfra's output.
-    yield StringCommand(
-        engine_api_command("apply-service"), f"<<'BEAMFLEET_SPEC'\n{body}\nBEAMFLEET_SPEC"
-    )
+        if (live.get("Labels") or {}).get(LABEL_SPEC_HASH) == desired["Labels"][LABEL_SPEC_HASH]:
+            # Same spec applied last time: someone changed the service since.
+            logger.warning(
+                f"{host.name}: service {name} was changed outside beamfleet "
+                f"({', '.join(drift[:6])}{', ...' if len(drift) > 6 else ''}): "
+                "putting its spec back"
+            )
+    yield apply_service_command(desired)
     if wait_rollout is not None and current is not None:
         yield engine_api_command("wait-rollout", name, f"{wait_rollout:g}")
+
+
+def network_names(networks: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """``{network ID: name}`` from :class:`~beamfleet.controller.facts.swarm.SwarmNetworks`."""
+    return {str(net["Id"]): name for name, net in networks.items() if net.get("Id")}
+
+
+def _apply_on_stdin(state: State, host: Host, *, body: str) -> bool:
+    """Execution-time half of :func:`service`: the spec goes on standard input."""
+    return run_with_secret_stdin(host, engine_api_command("apply-service"), body, show_stdout=True)
+
+
+def apply_service_command(desired: Mapping[str, Any]) -> FunctionCommand:
+    """The command that creates or updates the service to ``desired``.
+
+    A ``FunctionCommand``: the spec reaches the manager on standard input when the
+    operation runs, so it is in no process argument list (``sh -c`` included) and not in
+    pyinfra's output; ``app_env`` values may be secrets.
+    """
+    return FunctionCommand(_apply_on_stdin, (), {"body": json.dumps(desired, sort_keys=True)})
 
 
 @operation()

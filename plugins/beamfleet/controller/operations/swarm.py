@@ -50,6 +50,12 @@ class SwarmOperationError(OperationError):
     """A swarm operation cannot do what it was asked; the message says why and what to do."""
 
 
+def _docker(*args: str) -> StringCommand:
+    """``docker ARGS...`` with every argument shell-quoted: node, network and label
+    values come from the inventory and the swarm, and must stay single words."""
+    return StringCommand(shlex.join(["docker", *args]))
+
+
 def _local_state() -> str:
     """This host's LocalNodeState (``inactive`` when Docker is not installed yet)."""
     info: dict[str, Any] = host.get_fact(SwarmInfo)
@@ -280,7 +286,7 @@ def node_labels(
         swarm.node_labels(node="host2", labels={"zone": "a"})
     """
     if _planning_without(node):
-        yield StringCommand("docker", "node", "update", node)
+        yield _docker("node", "update", node)
         return
     current: dict[str, str] = (_node_or_fail(node).get("Spec") or {}).get("Labels") or {}
     args: list[str] = []
@@ -313,13 +319,13 @@ def node_availability(node: str, availability: str) -> Generator[StringCommand, 
     if availability not in AVAILABILITIES:
         raise OperationValueError(f"availability must be one of {AVAILABILITIES}")
     if _planning_without(node):
-        yield StringCommand("docker", "node", "update", "--availability", availability, node)
+        yield _docker("node", "update", "--availability", availability, node)
         return
     found = _node_or_fail(node)
     if (found.get("Spec") or {}).get("Availability") == availability:
         host.noop(f"node {node} is already {availability}")
         return
-    yield StringCommand("docker", "node", "update", "--availability", availability, found["ID"])
+    yield _docker("node", "update", "--availability", availability, found["ID"])
 
 
 @operation()
@@ -339,13 +345,13 @@ def node_role(node: str, role: str) -> Generator[StringCommand, None, None]:
     if role not in ROLES:
         raise OperationValueError(f"role must be one of {ROLES}, not {role!r}")
     if _planning_without(node):
-        yield StringCommand("docker", "node", "promote" if role == "manager" else "demote", node)
+        yield _docker("node", "promote" if role == "manager" else "demote", node)
         return
     found = _node_or_fail(node)
     if (found.get("Spec") or {}).get("Role") == role:
         host.noop(f"node {node} is already a {role}")
         return
-    yield StringCommand("docker", "node", "promote" if role == "manager" else "demote", found["ID"])
+    yield _docker("node", "promote" if role == "manager" else "demote", found["ID"])
 
 
 def wait_node_down_command(node_id: str, seconds: int) -> StringCommand:
@@ -383,11 +389,10 @@ def node_remove(
         raise SwarmOperationError(
             f"node {node} is a manager: demote it first (swarm.node_role(role='worker'))"
         )
-    node_id = shlex.quote(found["ID"])
     if not force:
         # A node that has just left takes a heartbeat or two to be marked down.
         yield wait_node_down_command(found["ID"], wait_down)
-    yield StringCommand("docker", "node", "rm", *(["--force"] if force else []), node_id)
+    yield _docker("node", "rm", *(["--force"] if force else []), found["ID"])
 
 
 @operation()
@@ -417,7 +422,7 @@ def nodes(
             raise OperationValueError(f"availability must be one of {AVAILABILITIES}")
     if _planning_without():
         for node in specs:
-            yield StringCommand("docker", "node", "update", node)
+            yield _docker("node", "update", node)
         return
     _require_manager()
     current = host.get_fact(SwarmNodes)
@@ -450,19 +455,64 @@ def nodes(
         host.noop("every node matches its spec")
         return
     if promote:
-        yield StringCommand("docker", "node", "promote", *promote)
+        yield _docker("node", "promote", *promote)
     yield from updates
     if demote:
-        yield StringCommand("docker", "node", "demote", *demote)
+        yield _docker("node", "demote", *demote)
+
+
+def overlay_create_args(
+    network: str, subnet: str | None, attachable: bool, encrypted: bool
+) -> list[str]:
+    """The ``docker`` arguments that create the overlay ``network``."""
+    args = ["network", "create", "--driver", "overlay"]
+    if attachable:
+        args.append("--attachable")
+    if encrypted:
+        args += ["--opt", "encrypted"]
+    if subnet:
+        args += ["--subnet", subnet]
+    return [*args, network]
+
+
+def overlay_differences(
+    current: Mapping[str, Any],
+    *,
+    subnet: str | None,
+    attachable: bool,
+    encrypted: bool,
+    keys: Mapping[str, str] | None = None,
+) -> list[str]:
+    """How the existing network ``current`` (``docker network inspect``) differs from the
+    wanted settings, one phrase each, naming the inventory key (``keys``: setting -> key)
+    that would keep the network as it is."""
+    have_subnets = [c.get("Subnet") for c in (current.get("IPAM") or {}).get("Config") or []]
+    have = {
+        "attachable": bool(current.get("Attachable")),
+        "encrypted": "encrypted" in (current.get("Options") or {}),
+    }
+    wanted = {"attachable": attachable, "encrypted": encrypted}
+    differences = []
+    if subnet and subnet not in have_subnets:
+        differences.append(f"its subnet is {have_subnets}, not {subnet}")
+    for setting in ("attachable", "encrypted"):
+        if have[setting] != wanted[setting]:
+            now, want = str(have[setting]).lower(), str(wanted[setting]).lower()
+            text = f"{setting} is {now} (wanted {want})"
+            if keys and setting in keys:
+                text += f"; `{keys[setting]}: {now}` keeps it as it is"
+            differences.append(text)
+    return differences
 
 
 @operation()
-def overlay_network(
+def overlay_network(  # noqa: PLR0917 (pyinfra operations take keyword arguments)
     network: str,
     subnet: str | None = None,
     attachable: bool = True,
     encrypted: bool = False,
     present: bool = True,
+    setting_keys: Mapping[str, str] | None = None,
 ) -> Generator[StringCommand, None, None]:
     """
     Ensure a swarm overlay network exists (run on a manager).
@@ -472,9 +522,13 @@ def overlay_network(
     + attachable: let standalone containers attach (``docker run --network``)
     + encrypted: encrypt the VXLAN data plane (IPsec) between nodes
     + present: ``False`` removes the network
+    + setting_keys: the inventory keys behind ``attachable`` / ``encrypted`` (e.g.
+      ``{"encrypted": "app_network_encrypted"}``), named in the error below
 
     An existing network with other settings is an error, not a silent change: Docker
-    cannot change a network in place, and removing it would cut every service on it.
+    cannot change a network in place, and removing it would cut every service on it. The
+    message names each differing setting, the key that keeps the network as it is, and
+    how to recreate it.
 
     **Example:**
 
@@ -485,7 +539,7 @@ def overlay_network(
     if subnet is not None:
         ipaddress.ip_network(subnet)
     if present and _planning_without():
-        yield StringCommand("docker", "network", "create", "--driver", "overlay", network)
+        yield _docker("network", "create", "--driver", "overlay", network)
         return
     _require_manager()
     current = host.get_fact(SwarmNetworks).get(network)
@@ -493,31 +547,18 @@ def overlay_network(
         if current is None:
             host.noop(f"network {network} is absent")
             return
-        yield StringCommand("docker", "network", "rm", network)
+        yield _docker("network", "rm", network)
         return
     if current is None:
-        args = ["docker", "network", "create", "--driver", "overlay"]
-        if attachable:
-            args.append("--attachable")
-        if encrypted:
-            args += ["--opt", "encrypted"]
-        if subnet:
-            args += ["--subnet", subnet]
-        yield StringCommand(shlex.join([*args, network]))
+        yield _docker(*overlay_create_args(network, subnet, attachable, encrypted))
         return
-    have_subnets = [c.get("Subnet") for c in (current.get("IPAM") or {}).get("Config") or []]
-    have_encrypted = "encrypted" in (current.get("Options") or {})
-    differences = []
-    if subnet and subnet not in have_subnets:
-        differences.append(f"subnet {have_subnets} (wanted {subnet})")
-    if bool(current.get("Attachable")) != attachable:
-        differences.append(f"attachable={current.get('Attachable')} (wanted {attachable})")
-    if have_encrypted != encrypted:
-        differences.append(f"encrypted={have_encrypted} (wanted {encrypted})")
+    differences = overlay_differences(
+        current, subnet=subnet, attachable=attachable, encrypted=encrypted, keys=setting_keys
+    )
     if differences:
         raise SwarmOperationError(
-            f"overlay network {network} exists with other settings: {', '.join(differences)}; "
-            "Docker cannot change it in place: remove it (and the services using it) first, "
-            "or keep its settings"
+            f"overlay network {network} exists with other settings: {'; '.join(differences)}. "
+            "Docker cannot change a network in place: to recreate it, remove the services "
+            f"on it and the network (`docker network rm {network}`), then deploy again"
         )
     host.noop(f"network {network} exists")
