@@ -20,6 +20,10 @@ _SSH = {{
 # Read on the acting manager: one attachable overlay with an explicit subnet inside the
 # swarm's address pool (10.233.0.0/16), for lab experiments.
 _SWARM = {{"swarm_networks": {{"lab": {{"subnet": "10.233.255.0/24", "attachable": True}}}}}}
+# The hosts share this machine's kernel: the lab sizes its neighbour table itself (a
+# container cannot), and the application overlay is encrypted only where that kernel has
+# IPsec ESP (real hosts keep the encrypted default).
+_KERNEL = {{"neighbour_table": False, "app_network_encrypted": {esp!r}}}
 '''
 
 
@@ -28,8 +32,13 @@ def render_inventory(
     hosts: list[tuple[str, str, str]],
     key_path: Path,
     known_hosts_path: Path,
+    *,
+    encrypted_overlays: bool = True,
 ) -> str:
-    """Python source of the inventory for ``hosts`` given as (name, ip, group) triples."""
+    """Python source of the inventory for ``hosts`` given as (name, ip, group) triples.
+
+    ``encrypted_overlays``: whether the kernel the hosts share can run encrypted overlays.
+    """
     inventory = "inventories/lab.py" if lab == "default" else f"inventories/{lab}.py"
     out = [
         HEADER.format(
@@ -37,6 +46,7 @@ def render_inventory(
             inventory=inventory,
             key=str(key_path),
             known_hosts=str(known_hosts_path),
+            esp=encrypted_overlays,
         )
     ]
     for group in ("managers", "workers"):
@@ -48,6 +58,7 @@ def render_inventory(
                 f"    ({name!r}, {{\n"
                 f"        **_SSH,\n"
                 f"        **_SWARM,\n"
+                f"        **_KERNEL,\n"
                 f'        "ssh_hostname": {ip!r},\n'
                 f'        "swarm_advertise_addr": {ip!r},\n'
                 # Each inner dockerd gets its own cgroup parent: the hosts share the

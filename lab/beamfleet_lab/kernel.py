@@ -9,6 +9,7 @@ starts hosts; it never lowers a value someone set higher.
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 NEIGH_DIR = Path("/proc/sys/net/ipv4/neigh/default")
@@ -38,3 +39,21 @@ def raise_neighbour_table(directory: Path = NEIGH_DIR) -> dict[str, int]:
             current = int(path.read_text().split()[0])
         in_force[name] = current
     return in_force
+
+
+KERNEL_CONFIG = Path("/proc/config.gz")
+
+
+def esp_supported(config: Path = KERNEL_CONFIG) -> bool:
+    """Whether this kernel has IPsec ESP, which Docker's encrypted overlays need.
+
+    Read from the kernel's own configuration; a kernel that does not publish it counts as
+    without (the lab then deploys unencrypted overlays rather than ones that pass no
+    traffic: Docker creates an encrypted overlay either way).
+    """
+    try:
+        text = gzip.decompress(config.read_bytes()).decode(errors="replace")
+    except OSError:
+        return False
+    options = dict(line.split("=", 1) for line in text.splitlines() if line.startswith("CONFIG_"))
+    return all(options.get(name) in ("y", "m") for name in ("CONFIG_INET_ESP", "CONFIG_XFRM_USER"))

@@ -36,7 +36,7 @@ from beamfleet_lab.errors import (
 )
 from beamfleet_lab.images import ensure_base_images, ensure_host_image
 from beamfleet_lab.inventory_file import render_inventory
-from beamfleet_lab.kernel import raise_neighbour_table
+from beamfleet_lab.kernel import esp_supported, raise_neighbour_table
 
 LAB_LABEL = "io.beamfleet.lab"
 HOST_LABEL = "io.beamfleet.lab.host"
@@ -161,6 +161,7 @@ class Lab:
             hosts=[(h.name, h.ip, h.group) for h in state.hosts],
             key_path=self.key_path,
             known_hosts_path=self.known_hosts_path,
+            encrypted_overlays=esp_supported(),
         )
         self.inventory_path.write_text(text)
 
