@@ -16,7 +16,11 @@ JSON on stdout): ``results.operations[].success`` lists the hosts on which an op
 succeeded *and* changed something, which is exactly what idempotence asks about. That is
 sturdier than scraping the human "Results:" table, whose layout is for reading.
 
-Set ``BEAMFLEET_APP_IMAGE`` to deploy your own image (passed as ``--data app_image=...``).
+Inventory data from the environment, for every deploy this runs:
+
+- ``BEAMFLEET_APP_IMAGE=myapp:1.4``: your own image (``--data app_image=myapp:1.4``);
+- ``BEAMFLEET_DATA="app_name=shop app_user_id=1000"``: any keys (docs/cluster.md),
+  whitespace-separated ``KEY=VALUE`` pairs, each passed as ``--data KEY=VALUE``.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ EXIT_UNCHANGED = 0
 EXIT_FAILED = 1
 EXIT_CHANGED = 2
 APP_IMAGE_ENV = "BEAMFLEET_APP_IMAGE"
+DATA_ENV = "BEAMFLEET_DATA"
 
 
 class NoResultsError(Exception):
@@ -105,12 +110,23 @@ def inventory_path(lab: str) -> Path:
     return ROOT / "inventories" / ("lab.py" if lab == "default" else f"{lab}.py")
 
 
-def pyinfra_argv(lab: str, deploy: str, data: list[str]) -> list[str]:
-    argv = [str(PYINFRA), "-y", "--json", str(inventory_path(lab)), deploy]
+def env_data() -> list[str]:
+    """``KEY=VALUE`` items from BEAMFLEET_DATA and BEAMFLEET_APP_IMAGE (the latter wins)."""
+    items = os.environ.get(DATA_ENV, "").split()
+    for item in items:
+        if "=" not in item:
+            raise SystemExit(f"{DATA_ENV}: {item!r} is not KEY=VALUE")
     image = os.environ.get(APP_IMAGE_ENV, "").strip()
-    if image and not any(d.startswith("app_image=") for d in data):
-        data = [*data, f"app_image={image}"]
-    for item in data:
+    if image:
+        items.append(f"app_image={image}")
+    return items
+
+
+def pyinfra_argv(
+    lab: str, deploy: str, data: list[str], inventory: Path | None = None
+) -> list[str]:
+    argv = [str(PYINFRA), "-y", "--json", str(inventory or inventory_path(lab)), deploy]
+    for item in [*env_data(), *data]:
         argv += ["--data", item]
     return argv
 
@@ -129,9 +145,9 @@ def report(verdict: Verdict, deploy: str, seconds: float) -> str:
     return "\n".join(lines)
 
 
-def run(lab: str, deploy: str, data: list[str]) -> int:
+def run(lab: str, deploy: str, data: list[str], inventory: Path | None = None) -> int:
     """Run the deploy; print its summary; return one of the EXIT_* codes."""
-    argv = pyinfra_argv(lab, deploy, data)
+    argv = pyinfra_argv(lab, deploy, data, inventory)
     # The deploys import beamfleet from this checkout, not from wherever the venv points.
     env = dict(os.environ)
     paths = [str(ROOT / "plugins"), str(ROOT / "lab"), env.get("PYTHONPATH", "")]
@@ -171,8 +187,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--data", action="append", default=[], metavar="KEY=VALUE", help="pyinfra --data"
     )
+    parser.add_argument(
+        "--inventory",
+        type=Path,
+        default=None,
+        help="inventory file (default: the one `beamfleet lab up --name LAB` wrote)",
+    )
     args = parser.parse_args(argv)
-    return run(args.lab, args.deploy, args.data)
+    return run(args.lab, args.deploy, args.data, args.inventory)
 
 
 if __name__ == "__main__":

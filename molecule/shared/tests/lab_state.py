@@ -22,8 +22,10 @@ from beamfleet.runtime.constants import COOKIE_MOUNT_PATH
 
 ROOT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY") or Path(__file__).resolve().parents[3])
 LAB = os.environ.get("MOL_LAB_NAME", "mol-default")
-APP: str = APP_KEYS.default("app_name")
-APP_USER_ID: int = APP_KEYS.default("app_user_id")
+# The converge passes BEAMFLEET_DATA to pyinfra (molecule/shared/pyinfra_converge.py).
+_DATA = dict(item.split("=", 1) for item in os.environ.get("BEAMFLEET_DATA", "").split())
+APP: str = _DATA.get("app_name") or APP_KEYS.default("app_name")
+APP_USER_ID = int(_DATA.get("app_user_id") or APP_KEYS.default("app_user_id"))
 COOKIE_FILE = COOKIE_MOUNT_PATH
 T = TypeVar("T")
 
