@@ -3,7 +3,7 @@
 Molecule's idempotence step passes when the second converge's Ansible task reports no
 change; that task is `changed` exactly when the checker exits 2 (pyinfra changed something).
 Here, on a one-host lab of its own: the converge task file the scenarios use runs
-deploys/swarm.py through ansible-playbook, and Molecule's own idempotence verdict is taken
+deploys/cluster.py through ansible-playbook, and Molecule's own idempotence verdict is taken
 from its output: a fresh host changes (not idempotent), a second run does not, and after
 the host is deliberately changed (an overlay the inventory asks for is removed) the next
 run is not idempotent again, naming the operation that put it back.
@@ -100,7 +100,7 @@ PLAYBOOK = """\
     - name: Deploy
       ansible.builtin.include_tasks: {root}/molecule/shared/tasks/pyinfra.yml
       vars:
-        deploy: deploys/swarm.py
+        deploy: deploys/cluster.py
         lab_inventory: {inventory}
 """
 
