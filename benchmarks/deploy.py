@@ -7,7 +7,7 @@ Phases (each a real `pyinfra -y --json` run against bare lab hosts, timed wall c
                  swarm with an attachable overlay (deploys/swarm.py)
   swarm-rerun    the same deploy again, unchanged inventory (must report 0 changes)
   swarm-add-host one more worker host added to the inventory, deploy again
-Anchor (Ansible community.docker on such hosts): 32 s cold, 8 s unchanged re-run.
+For comparison, Ansible community.docker on such hosts: 32 s cold, 8 s unchanged re-run.
 
   cluster-*      deploys/cluster.py + deploys/check.py on a lab of their own (bare hosts):
                  cold on 3 hosts to a complete mesh, unchanged re-run, scale 3 -> 6,

@@ -10,7 +10,7 @@ Starts one real erl node (private EPMD, random cookie in a 0400 file) and prints
   next to ours on an open connection (alternating rounds, so both see the same load),
   ours with 64 in flight, and ours with connect+call+close each time;
 - RSS of this process with 100 open connections (VmRSS from /proc/self/status).
-Targets (issue 2): handshake p50 <= 5 ms; >= 5,000 RPC/s with 64 in flight; per call
+Targets: handshake p50 <= 5 ms; >= 5,000 RPC/s with 64 in flight; per call
 >= 20x faster than erl_call; 100 connections <= 50 MB RSS.
 """
 

@@ -329,7 +329,7 @@ def test_rendezvous_agents_split_nodes_and_take_over(lab, dns, hosts, beams, age
 
 
 def test_control_plain_disconnect_does_cut_off_a_remaining_node(hosts, beams) -> None:
-    """The anchor, reproduced: what the one-step departure avoids.
+    """The problem, reproduced: what the one-step departure avoids.
 
     With the OTP 25 default, node A running ``erlang:disconnect_node(D)`` makes the
     others drop A as well. If this ever stops happening, the departure test above proves

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import importlib
 import ipaddress
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -243,6 +244,9 @@ def docker_name(max_length: int) -> Check:
     return check
 
 
+ALL_KEYS_MODULE = "beamfleet.controller.deploys.cluster"
+"""Importing it registers every built-in key table (swarm, engine, app, agent, cluster)."""
+
 KNOWN_KEYS: dict[str, KeySpec] = {}
 """Every key a loaded beamfleet deploy reads (filled by :func:`register_keys`)."""
 
@@ -393,6 +397,10 @@ def validate_state(state: State) -> None:
     with _lock:
         if state in _validated:
             return
+        # One inventory serves every beamfleet deploy: whichever runs, it knows the keys of
+        # all of them (the swarm deploy must not refuse the cluster's keys as unknown).
+        # Imported here, by name: the deploys import this module.
+        importlib.import_module(ALL_KEYS_MODULE)
         problems = find_problems(host_specs(state), _connector_keys())
         if problems:
             raise InventoryValidationError(problems)

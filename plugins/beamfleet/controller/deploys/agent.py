@@ -106,17 +106,7 @@ def agent_spec(app: AppSettings, agent: AgentSettings, cookie_secret: str) -> di
                 "Args": agent_args(app, agent),
                 "Init": True,
                 "StopGracePeriod": 5 * SECOND,
-                "Secrets": [
-                    {
-                        "SecretName": cookie_secret,
-                        "File": {
-                            "Name": COOKIE_SECRET_TARGET,
-                            "UID": uid,
-                            "GID": uid,
-                            "Mode": 0o400,
-                        },
-                    }
-                ],
+                "Secrets": [services.secret_file(cookie_secret, COOKIE_SECRET_TARGET, uid)],
                 "Healthcheck": {
                     "Test": ["CMD", "python3", "-S", "-c", _LIVEZ.format(port=agent.port)],
                     # /livez fails only after 30 s without a round; then five misses in a
@@ -128,12 +118,7 @@ def agent_spec(app: AppSettings, agent: AgentSettings, cookie_secret: str) -> di
                     "StartPeriod": 30 * SECOND,
                 },
             },
-            "Resources": {
-                "Limits": {
-                    "NanoCPUs": int(agent.cpus * SECOND),
-                    "MemoryBytes": agent.memory_mb * 1024 * 1024,
-                },
-            },
+            "Resources": services.limits(agent.cpus, agent.memory_mb),
             "RestartPolicy": {"Condition": "any", "Delay": 2 * SECOND, "MaxAttempts": 0},
             "Networks": [{"Target": app.network}],
         },

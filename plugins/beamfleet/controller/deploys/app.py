@@ -42,7 +42,7 @@ from beamfleet.runtime.constants import COOKIE_MOUNT_PATH, COOKIE_SECRET_TARGET
 # name is shorter, so `<app>-agent` and `<app>_cookie.v<N>` fit Docker's 63/64 too.
 NAME_MAX = 63
 APP_NAME_MAX = 48
-SECOND = 1_000_000_000  # the Engine API counts durations in nanoseconds
+SECOND = services.SECOND
 LABEL_STACK = "com.docker.stack.namespace"  # `docker stack ls/ps/services` show both services
 
 
@@ -207,17 +207,7 @@ def app_spec(settings: AppSettings, cookie_secret: str) -> dict[str, Any]:
                 "Env": [f"{k}={v}" for k, v in sorted(env.items())],
                 "Init": True,
                 "StopGracePeriod": 10 * SECOND,
-                "Secrets": [
-                    {
-                        "SecretName": cookie_secret,
-                        "File": {
-                            "Name": COOKIE_SECRET_TARGET,
-                            "UID": uid,
-                            "GID": uid,
-                            "Mode": 0o400,
-                        },
-                    }
-                ],
+                "Secrets": [services.secret_file(cookie_secret, COOKIE_SECRET_TARGET, uid)],
                 "Healthcheck": {
                     "Test": ["CMD-SHELL", check],
                     "Interval": 5 * SECOND,
@@ -226,12 +216,7 @@ def app_spec(settings: AppSettings, cookie_secret: str) -> dict[str, Any]:
                     "StartPeriod": 30 * SECOND,
                 },
             },
-            "Resources": {
-                "Limits": {
-                    "NanoCPUs": int(settings.cpus * SECOND),
-                    "MemoryBytes": settings.memory_mb * 1024 * 1024,
-                },
-            },
+            "Resources": services.limits(settings.cpus, settings.memory_mb),
             "RestartPolicy": {"Condition": "any", "Delay": 2 * SECOND, "MaxAttempts": 0},
             "Networks": [{"Target": settings.network}],
         },

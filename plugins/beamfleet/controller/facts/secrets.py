@@ -10,19 +10,17 @@ and the owner labels set by the deploy.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from pyinfra.api.facts import FactBase
 from typing_extensions import override
 
-from beamfleet.controller.remote_scripts import script_shell
+from beamfleet.controller.facts.docker_objects import SwarmObjects
 
 LABEL_CONTENT_HASH = "io.beamfleet.content-hash"
 LABEL_CONTENT_SALT = "io.beamfleet.content-salt"
 
 
-class SwarmSecrets(FactBase[dict[str, dict[str, Any]]]):
+class SwarmSecrets(SwarmObjects):
     """
     Every secret of the swarm by name: ``{"ID": ..., "Labels": {...}, "CreatedAt": ...}``.
 
@@ -34,22 +32,11 @@ class SwarmSecrets(FactBase[dict[str, dict[str, Any]]]):
         if "demo_cookie.v1" in secrets: ...
     """
 
-    @override
-    def requires_command(self) -> str:
-        return "docker"
+    kind = "secrets"
 
     @override
-    def command(self) -> str:
-        return script_shell("docker_read.sh", "secrets")
-
-    @override
-    @staticmethod
-    def default() -> dict[str, dict[str, Any]]:
-        return {}
-
-    @override
-    def process(self, output: list[str]) -> dict[str, dict[str, Any]]:
-        return parse_secrets(json.loads("".join(output)))
+    def by_name(self, inspected: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        return parse_secrets(inspected)
 
 
 def parse_secrets(inspected: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -17,10 +17,11 @@ from typing import Any
 from pyinfra.api.facts import FactBase
 from typing_extensions import override
 
+from beamfleet.controller.facts.docker_objects import SwarmObjects
 from beamfleet.controller.remote_scripts import script_shell
 
 
-class SwarmServices(FactBase[dict[str, dict[str, Any]]]):
+class SwarmServices(SwarmObjects):
     """
     Every service of the swarm by name, as ``docker service inspect`` returns it
     (``ID``, ``Version.Index``, ``Spec`` with ``Labels``, ``Mode``, ``TaskTemplate``...).
@@ -33,23 +34,11 @@ class SwarmServices(FactBase[dict[str, dict[str, Any]]]):
         replicas = svc["Spec"]["Mode"]["Replicated"]["Replicas"] if svc else 0
     """
 
-    @override
-    def requires_command(self) -> str:
-        return "docker"
+    kind = "services"
 
     @override
-    def command(self) -> str:
-        return script_shell("docker_read.sh", "services")
-
-    @override
-    @staticmethod
-    def default() -> dict[str, dict[str, Any]]:
-        return {}
-
-    @override
-    def process(self, output: list[str]) -> dict[str, dict[str, Any]]:
-        services: list[dict[str, Any]] = json.loads("".join(output))
-        return {str(s["Spec"]["Name"]): s for s in services}
+    def by_name(self, inspected: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        return {str(s["Spec"]["Name"]): s for s in inspected}
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from pyinfra.api.hiddenvalue import HiddenValue
 from pyinfra.api.host import Host
 from typing_extensions import override
 
+from beamfleet.controller.facts.docker_objects import SwarmObjects
 from beamfleet.controller.remote_scripts import script_shell
 
 # Engine states of `docker info` .Swarm.LocalNodeState
@@ -164,7 +165,7 @@ def read_join_tokens(manager: Host) -> JoinTokens | None:
     return parse_join_tokens(output.stdout_lines) if ok else None
 
 
-class SwarmNetworks(FactBase[dict[str, dict[str, Any]]]):
+class SwarmNetworks(SwarmObjects):
     """
     The swarm-scoped (overlay) networks known to the host, by name, as ``docker network
     inspect`` returns them (``Driver``, ``Attachable``, ``Options``, ``IPAM.Config``...).
@@ -174,23 +175,11 @@ class SwarmNetworks(FactBase[dict[str, dict[str, Any]]]):
         net = host.get_fact(SwarmNetworks).get("beamfleet")
     """
 
-    @override
-    def requires_command(self) -> str:
-        return "docker"
+    kind = "overlay-networks"
 
     @override
-    def command(self) -> str:
-        return script_shell("docker_read.sh", "overlay-networks")
-
-    @override
-    @staticmethod
-    def default() -> dict[str, dict[str, Any]]:
-        return {}
-
-    @override
-    def process(self, output: list[str]) -> dict[str, dict[str, Any]]:
-        nets: list[dict[str, Any]] = json.loads("".join(output))
-        return {net["Name"]: net for net in nets}
+    def by_name(self, inspected: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        return {net["Name"]: net for net in inspected}
 
 
 class PrivateAddress(FactBase[str | None]):

@@ -42,6 +42,20 @@ from beamfleet.controller.operations.engine_api import engine_api_command, run_w
 from beamfleet.controller.spec_drift import spec_drift
 
 LABEL_SPEC_HASH = "io.beamfleet.spec-hash"
+SECOND = 1_000_000_000  # the Engine API counts durations in nanoseconds
+
+
+def secret_file(secret: str, target: str, uid: str) -> dict[str, Any]:
+    """A secret mounted as ``/run/secrets/<target>``, readable by ``uid`` only (0400)."""
+    return {
+        "SecretName": secret,
+        "File": {"Name": target, "UID": uid, "GID": uid, "Mode": 0o400},
+    }
+
+
+def limits(cpus: float, memory_mb: int) -> dict[str, Any]:
+    """The ``Resources`` of a task template: a CPU share and a memory cap."""
+    return {"Limits": {"NanoCPUs": int(cpus * SECOND), "MemoryBytes": memory_mb * 1024 * 1024}}
 
 
 def spec_hash(spec: Mapping[str, Any]) -> str:

@@ -22,6 +22,7 @@ import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from functools import wraps
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,6 +30,7 @@ from typing import Any, TypeVar
 import click
 
 from beamfleet.runtime.cli.cookie import read_private_cookie
+from beamfleet.runtime.constants import EPMD_PORT
 from beamfleet.runtime.erlang_dist import (
     AuthenticationFailed,
     CookieFileError,
@@ -50,9 +52,44 @@ EXIT_TIMEOUT = 5
 EXIT_RPC = 6
 
 F = TypeVar("F", bound=Callable[..., Any])
+Action = Callable[[NodeConnection], Awaitable[tuple[int, dict[str, Any], str]]]
+
+
+@dataclass(frozen=True)
+class NodeCall:
+    """What every ``beamfleet node`` command shares: the cookie, the bounds, the output."""
+
+    cookie_file: Path | None
+    timeout: float
+    epmd_port: int
+    as_json: bool
+
+    def run(self, node: str, action: Action) -> None:
+        """Connect, run ``action``, print its result; map every failure to an exit code."""
+        try:
+            cookie = read_private_cookie(self.cookie_file or default_cookie_file())
+
+            async def main() -> tuple[int, dict[str, Any], str]:
+                async with connect(
+                    node, cookie, timeout=self.timeout, epmd_port=self.epmd_port
+                ) as conn:
+                    return await action(conn)
+
+            code, payload, text = asyncio.run(main())
+        except DistError as exc:
+            code = _exit_code(exc)
+            if self.as_json:
+                failure = {"node": node, "ok": False, "error": type(exc).__name__}
+                click.echo(json.dumps({**failure, "message": str(exc)}, sort_keys=True))
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(code)
+        _emit(self.as_json, {"node": node, **payload}, text)
+        sys.exit(code)
 
 
 def _common_options(func: F) -> F:
+    """The options every command takes, handed to it as one ``call: NodeCall``."""
+
     @click.option(
         "--cookie-file",
         type=click.Path(dir_okay=False, path_type=Path),
@@ -69,14 +106,22 @@ def _common_options(func: F) -> F:
     @click.option(
         "--epmd-port",
         type=click.IntRange(1, 65535),
-        default=lambda: int(os.environ.get("ERL_EPMD_PORT", "4369")),
-        show_default="$ERL_EPMD_PORT or 4369",
+        default=lambda: int(os.environ.get("ERL_EPMD_PORT", str(EPMD_PORT))),
+        show_default=f"$ERL_EPMD_PORT or {EPMD_PORT}",
         help="EPMD port on the node's host.",
     )
     @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
     @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        return func(*args, **kwargs)
+    def wrapper(
+        *args: Any,
+        cookie_file: Path | None,
+        timeout: float,
+        epmd_port: int,
+        as_json: bool,
+        **kwargs: Any,
+    ) -> Any:
+        call = NodeCall(cookie_file, timeout, epmd_port, as_json)
+        return func(*args, call=call, **kwargs)
 
     return wrapper  # type: ignore[return-value]
 
@@ -98,39 +143,6 @@ def _emit(as_json: bool, payload: dict[str, Any], text: str) -> None:
         click.echo(json.dumps(payload, sort_keys=True))
     elif text:
         click.echo(text)
-
-
-def _run(
-    node: str,
-    *,
-    cookie_file: Path | None,
-    timeout: float,
-    epmd_port: int,
-    as_json: bool,
-    action: Callable[[NodeConnection], Awaitable[tuple[int, dict[str, Any], str]]],
-) -> None:
-    """Connect, run ``action``, print its result; map every failure to an exit code."""
-    try:
-        cookie = read_private_cookie(cookie_file or default_cookie_file())
-
-        async def main() -> tuple[int, dict[str, Any], str]:
-            async with connect(node, cookie, timeout=timeout, epmd_port=epmd_port) as conn:
-                return await action(conn)
-
-        code, payload, text = asyncio.run(main())
-    except DistError as exc:
-        code = _exit_code(exc)
-        if as_json:
-            click.echo(
-                json.dumps(
-                    {"node": node, "ok": False, "error": type(exc).__name__, "message": str(exc)},
-                    sort_keys=True,
-                )
-            )
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(code)
-    _emit(as_json, {"node": node, **payload}, text)
-    sys.exit(code)
 
 
 EXIT_CODES_HELP = """\b
@@ -157,14 +169,12 @@ def node() -> None:
 @node.command(epilog=EXIT_CODES_HELP)
 @click.argument("node_name", metavar="NODE")
 @_common_options
-def ping(
-    *, node_name: str, cookie_file: Path | None, timeout: float, epmd_port: int, as_json: bool
-) -> None:
+def ping(*, node_name: str, call: NodeCall) -> None:
     """Connect to NODE (handshake with the cookie) and run one RPC."""
 
     async def action(conn: NodeConnection) -> tuple[int, dict[str, Any], str]:
         start = time.perf_counter()
-        answer = await conn.rpc("erlang", "node", [], timeout=timeout)
+        answer = await conn.rpc("erlang", "node", [], timeout=call.timeout)
         ms = (time.perf_counter() - start) * 1000
         return (
             EXIT_OK,
@@ -172,14 +182,7 @@ def ping(
             f"pong from {answer} (rpc {ms:.1f} ms)",
         )
 
-    _run(
-        node_name,
-        cookie_file=cookie_file,
-        timeout=timeout,
-        epmd_port=epmd_port,
-        as_json=as_json,
-        action=action,
-    )
+    call.run(node_name, action)
 
 
 @node.command(epilog=EXIT_CODES_HELP)
@@ -196,25 +199,15 @@ def nodes(
     *,
     node_name: str,
     kind: str,
-    cookie_file: Path | None,
-    timeout: float,
-    epmd_port: int,
-    as_json: bool,
+    call: NodeCall,
 ) -> None:
     """List the nodes NODE is connected to (one per line)."""
 
     async def action(conn: NodeConnection) -> tuple[int, dict[str, Any], str]:
-        found = sorted(await conn.nodes(kind, timeout=timeout))
+        found = sorted(await conn.nodes(kind, timeout=call.timeout))
         return EXIT_OK, {"ok": True, "kind": kind, "nodes": found}, "\n".join(found)
 
-    _run(
-        node_name,
-        cookie_file=cookie_file,
-        timeout=timeout,
-        epmd_port=epmd_port,
-        as_json=as_json,
-        action=action,
-    )
+    call.run(node_name, action)
 
 
 @node.command(name="connect", epilog=EXIT_CODES_HELP)
@@ -225,15 +218,12 @@ def connect_cmd(
     *,
     node_name: str,
     peer: str,
-    cookie_file: Path | None,
-    timeout: float,
-    epmd_port: int,
-    as_json: bool,
+    call: NodeCall,
 ) -> None:
     """Make NODE connect to PEER (net_kernel:connect_node/1). Exit 1 when it answers false."""
 
     async def action(conn: NodeConnection) -> tuple[int, dict[str, Any], str]:
-        ok = await conn.connect_node(peer, timeout=timeout)
+        ok = await conn.connect_node(peer, timeout=call.timeout)
         text = (
             f"{node_name} connected to {peer}"
             if ok
@@ -241,14 +231,7 @@ def connect_cmd(
         )
         return (EXIT_OK if ok else EXIT_FALSE), {"ok": ok, "peer": peer}, text
 
-    _run(
-        node_name,
-        cookie_file=cookie_file,
-        timeout=timeout,
-        epmd_port=epmd_port,
-        as_json=as_json,
-        action=action,
-    )
+    call.run(node_name, action)
 
 
 @node.command(epilog=EXIT_CODES_HELP)
@@ -259,15 +242,12 @@ def disconnect(
     *,
     node_name: str,
     peer: str,
-    cookie_file: Path | None,
-    timeout: float,
-    epmd_port: int,
-    as_json: bool,
+    call: NodeCall,
 ) -> None:
     """Make NODE drop its connection to PEER (erlang:disconnect_node/1)."""
 
     async def action(conn: NodeConnection) -> tuple[int, dict[str, Any], str]:
-        ok = await conn.disconnect_node(peer, timeout=timeout)
+        ok = await conn.disconnect_node(peer, timeout=call.timeout)
         text = (
             f"{node_name} disconnected from {peer}"
             if ok
@@ -275,11 +255,4 @@ def disconnect(
         )
         return (EXIT_OK if ok else EXIT_FALSE), {"ok": ok, "peer": peer}, text
 
-    _run(
-        node_name,
-        cookie_file=cookie_file,
-        timeout=timeout,
-        epmd_port=epmd_port,
-        as_json=as_json,
-        action=action,
-    )
+    call.run(node_name, action)

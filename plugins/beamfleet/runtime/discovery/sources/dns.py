@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from typing import ClassVar, Self
 
 from beamfleet.runtime.discovery.errors import SourceError
 from beamfleet.runtime.discovery.log import JsonLog
@@ -30,17 +31,13 @@ async def name_addresses(
     return {Peer(naming.name(basename, ip, n), ip) for ip, n in zip(addresses, names, strict=True)}
 
 
-class DnsSource:
-    """Every A/AAAA address of ``name`` becomes ``basename@address`` (or per ``naming``).
-
-    With ``subnets``, only the addresses inside one of them are kept (the others are
-    logged once through ``log``).
-
-    Example::
-
-        DnsSource("tasks.app", basename="app", resolver=StubResolver.from_system(),
-                  naming=PeerNaming.parse("ip"))
+class ResolvedSource:
+    """What the dns and srv sources share: a name looked up through a resolver, only the
+    addresses inside ``subnets`` kept (the others logged once through ``log``), and each
+    address named per ``naming``. A subclass names its ``scheme`` and looks up ``poll``.
     """
+
+    scheme: ClassVar[str]
 
     def __init__(
         self,
@@ -52,7 +49,7 @@ class DnsSource:
         subnets: Sequence[Network] = (),
         log: JsonLog | None = None,
     ) -> None:
-        self.label = f"dns:{name}"
+        self.label = f"{self.scheme}:{name}"
         self._inside = SubnetFilter(subnets, label=self.label, log=log)
         self.basename: str | None = basename
         self.resolver = resolver
@@ -61,34 +58,51 @@ class DnsSource:
         self.empty_reason = ""
         self.resolver_stats = resolver.stats  # the same object: live counters
 
-    async def poll(self) -> set[Peer]:
-        try:
-            addresses = await self.resolver.addresses(self._name)
-        except LookupFailed as exc:
-            raise SourceError(self.label, str(exc)) from exc
-        self.empty_reason = "" if addresses else f"{self._name} has no A/AAAA record"
+    async def _peers(self, addresses: list[str], *, what: str, missing: str) -> set[Peer]:
+        """``addresses`` inside the subnets, as peers; why the answer is empty, if it is."""
+        self.empty_reason = "" if addresses else f"{self._name} has no {missing}"
         if addresses and self._inside:
             addresses = self._inside(addresses)
             if not addresses:
                 self.empty_reason = (
-                    f"no address of {self._name} is inside --subnet {self._inside.describe()}"
+                    f"no {what} of {self._name} is inside --subnet {self._inside.describe()}"
                 )
         assert self.basename is not None
         return await name_addresses(
             self.label, self.resolver, self.basename, self._naming, addresses
         )
 
+    @classmethod
+    def build(cls, spec: SourceSpec, ctx: BuildContext) -> Self:
+        """The registry's constructor: ``KIND:NAME`` with ``--basename`` (validated)."""
+        assert spec.basename
+        return cls(
+            spec.arg,
+            basename=spec.basename,
+            resolver=ctx.resolver(),
+            naming=ctx.naming,
+            subnets=ctx.subnets,
+            log=ctx.log,
+        )
 
-def _build(spec: SourceSpec, ctx: BuildContext) -> DnsSource:
-    assert spec.basename  # validated: dns needs a basename
-    return DnsSource(
-        spec.arg,
-        basename=spec.basename,
-        resolver=ctx.resolver(),
-        naming=ctx.naming,
-        subnets=ctx.subnets,
-        log=ctx.log,
-    )
+
+class DnsSource(ResolvedSource):
+    """Every A/AAAA address of ``name`` becomes ``basename@address`` (or per ``naming``).
+
+    Example::
+
+        DnsSource("tasks.app", basename="app", resolver=StubResolver.from_system(),
+                  naming=PeerNaming.parse("ip"))
+    """
+
+    scheme = "dns"
+
+    async def poll(self) -> set[Peer]:
+        try:
+            addresses = await self.resolver.addresses(self._name)
+        except LookupFailed as exc:
+            raise SourceError(self.label, str(exc)) from exc
+        return await self._peers(addresses, what="address", missing="A/AAAA record")
 
 
 SOURCE_KIND = SourceKind(
@@ -97,5 +111,5 @@ SOURCE_KIND = SourceKind(
     example="tasks.app",
     help="A and AAAA records of NAME, each address one node: basename@IP (IPv4 and IPv6)",
     needs_basename=True,
-    build=_build,
+    build=DnsSource.build,
 )

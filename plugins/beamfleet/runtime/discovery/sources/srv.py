@@ -11,13 +11,13 @@ from dns.rdtypes.IN.SRV import SRV
 from beamfleet.runtime.discovery.errors import SourceError
 from beamfleet.runtime.discovery.log import JsonLog
 from beamfleet.runtime.discovery.peers import Peer, PeerNaming
-from beamfleet.runtime.discovery.sources.dns import name_addresses
-from beamfleet.runtime.discovery.sources.kind import BuildContext, SourceKind, SourceSpec
+from beamfleet.runtime.discovery.sources.dns import ResolvedSource
+from beamfleet.runtime.discovery.sources.kind import SourceKind
 from beamfleet.runtime.discovery.sources.resolver import LookupFailed, StubResolver
-from beamfleet.runtime.discovery.sources.subnet import Network, SubnetFilter
+from beamfleet.runtime.discovery.sources.subnet import Network
 
 
-class SrvSource:
+class SrvSource(ResolvedSource):
     """Each SRV target's addresses become peers (``basename@<ip>``); with
     ``--naming reverse`` (or ``target_names=True``) peers are named after the SRV targets
     themselves (``basename@TARGET``), without address or PTR lookups. With ``subnets``,
@@ -30,6 +30,8 @@ class SrvSource:
                   naming=PeerNaming.parse("ip"))
     """
 
+    scheme = "srv"
+
     def __init__(
         self,
         name: str,
@@ -41,15 +43,10 @@ class SrvSource:
         subnets: Sequence[Network] = (),
         log: JsonLog | None = None,
     ) -> None:
-        self.label = f"srv:{name}"
-        self._inside = SubnetFilter(subnets, label=self.label, log=log)
-        self.basename: str | None = basename
-        self.resolver = resolver
-        self._name = name
-        self._naming = naming
+        super().__init__(
+            name, basename=basename, resolver=resolver, naming=naming, subnets=subnets, log=log
+        )
         self._target_names = target_names or naming.mode == "reverse"
-        self.empty_reason = ""
-        self.resolver_stats = resolver.stats  # the same object: live counters
 
     async def poll(self) -> set[Peer]:
         assert self.basename is not None
@@ -78,29 +75,7 @@ class SrvSource:
             raise SourceError(self.label, str(exc)) from exc
         glue.update(zip(need, found, strict=True))
         addresses = sorted({ip for t in targets for ip in glue.get(t, [])})
-        self.empty_reason = "" if addresses else f"{self._name} has no SRV target address"
-        if addresses and self._inside:
-            addresses = self._inside(addresses)
-            if not addresses:
-                self.empty_reason = (
-                    f"no SRV target address of {self._name} is inside "
-                    f"--subnet {self._inside.describe()}"
-                )
-        return await name_addresses(
-            self.label, self.resolver, self.basename, self._naming, addresses
-        )
-
-
-def _build(spec: SourceSpec, ctx: BuildContext) -> SrvSource:
-    assert spec.basename  # validated: srv needs a basename
-    return SrvSource(
-        spec.arg,
-        basename=spec.basename,
-        resolver=ctx.resolver(),
-        naming=ctx.naming,
-        subnets=ctx.subnets,
-        log=ctx.log,
-    )
+        return await self._peers(addresses, what="SRV target address", missing="SRV target address")
 
 
 SOURCE_KIND = SourceKind(
@@ -110,5 +85,5 @@ SOURCE_KIND = SourceKind(
     help="SRV targets of NAME, then their addresses (glue or A/AAAA lookups); "
     "with --naming reverse, basename@TARGET",
     needs_basename=True,
-    build=_build,
+    build=SrvSource.build,
 )
