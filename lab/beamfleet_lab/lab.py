@@ -47,6 +47,7 @@ GROUPS = ("managers", "workers")
 FIRST_HOST_OCTET = 11
 MAX_HOSTS = 200
 SSH_READY_TIMEOUT = 90.0
+NETWORK_ATTEMPTS = 10  # bounded: each failed attempt means another lab took the subnet
 _NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
 
 # The flags that let systemd and an inner dockerd run unprivileged in a container here:
@@ -315,14 +316,27 @@ class Lab:
         existing = ids_with_label("network", f"{LAB_LABEL}={self.name}")
         if existing:
             docker("network", "rm", *existing)
-        subnet = self._pick_subnet()
-        docker(
-            "network", "create", "--driver", "bridge",
-            "--subnet", str(subnet), "--gateway", str(subnet.network_address + 1),
-            "--label", f"{LAB_LABEL}={self.name}",
-            self.network_name,
-        )  # fmt: skip
-        return subnet
+        # Labs started at the same moment (a test suite beside a Molecule scenario) can pick
+        # the same free /24: the engine refuses the second network as overlapping, and that
+        # lab picks again among what is free now.
+        for _ in range(NETWORK_ATTEMPTS):
+            subnet = self._pick_subnet()
+            proc = docker(
+                "network", "create", "--driver", "bridge",
+                "--subnet", str(subnet), "--gateway", str(subnet.network_address + 1),
+                "--label", f"{LAB_LABEL}={self.name}",
+                self.network_name,
+                check=False,
+            )  # fmt: skip
+            if proc.returncode == 0:
+                return subnet
+            error = proc.stderr.decode(errors="replace").strip()
+            if "overlap" not in error:
+                raise LabError(f"docker network create {self.network_name} failed: {error}")
+        raise SubnetExhaustedError(
+            f"no /24 of {LAB_SUPERNET} stayed free for {NETWORK_ATTEMPTS} attempts: other labs "
+            "are being created at the same time; retry"
+        )
 
     def _pick_subnet(self) -> ipaddress.IPv4Network:
         """10.232.0.0/24 for the default lab, else the first /24 of 10.232/16 in use by none."""
