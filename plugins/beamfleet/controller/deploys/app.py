@@ -21,6 +21,7 @@ nothing sent, nothing restarted; a replica count change only adds or removes tas
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,9 +47,13 @@ SECOND = services.SECOND
 LABEL_STACK = "com.docker.stack.namespace"  # `docker stack ls/ps/services` show both services
 
 
-def default_healthcheck(basename: str) -> str:
-    """Healthy once the node's distribution is up: its name is registered in EPMD."""
-    return f"epmd -names | grep -q '^name {basename} at'"
+def default_healthcheck(basename: str, epmd: str = "epmd") -> str:
+    """Healthy once the node's distribution is up: its name is registered in EPMD.
+
+    ``epmd``: the binary, found in the image by inspection (a release's ERTS keeps it in
+    ``erts-*/bin``, off the PATH).
+    """
+    return f"{shlex.quote(epmd)} -names | grep -q '^name {basename} at'"
 
 
 def default_network(app_name: str) -> str:
@@ -135,7 +140,7 @@ APP_KEYS = KeyTable(
             "app_healthcheck",
             (str,),
             "shell healthcheck of a task",
-            default_doc=f"`{default_healthcheck('<basename>')}`",
+            default_doc=f"`{default_healthcheck('<basename>')}` (EPMD where the image has it)",
         ),
     ),
 )
@@ -167,6 +172,8 @@ class AppSettings:
     update_parallelism: int = 1
     update_delay_s: int = 2
     update_monitor_s: int = 15
+    # Not an inventory key: the image's EPMD binary (found by inspecting the image).
+    epmd: str = "epmd"
 
     def __post_init__(self) -> None:
         # frozen: the derived defaults are set the way dataclasses set fields.
@@ -196,7 +203,7 @@ def app_spec(settings: AppSettings, cookie_secret: str) -> dict[str, Any]:
         "BEAMFLEET_COOKIE_FILE": COOKIE_MOUNT_PATH,
     }
     uid = str(settings.user_id)
-    check = settings.healthcheck or default_healthcheck(settings.basename)
+    check = settings.healthcheck or default_healthcheck(settings.basename, settings.epmd)
     update = rolling(settings)
     return {
         "Name": settings.name,
