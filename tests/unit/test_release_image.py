@@ -283,3 +283,16 @@ def test_derived_repository_name() -> None:
     assert images.derived_repo("registry:5000/team/app:1.0") == "registry:5000/team/app-beamfleet"
     assert images.derived_repo("app") == "app-beamfleet"
     assert images.derived_repo("app@sha256:" + "c" * 64) == "app-beamfleet"
+
+
+def test_a_derived_image_is_self_naming_with_the_same_epmd() -> None:
+    derived = ReleaseLayout("erl", ("erl", "-noinput"), "/usr/bin/epmd")
+    lines = derived.dockerfile("sha256:abc").splitlines()
+    env = dict(line.removeprefix("ENV ").split("=", 1) for line in lines if line.startswith("ENV "))
+    entry = "#!/bin/sh\nbeamfleet-nodename --format erl-flags\n"
+    again = inspect(
+        ImageConfig(entrypoint=("/usr/local/bin/beamfleet-entrypoint", "erl"), env=env),
+        probe({}),
+        reader({"/usr/local/bin/beamfleet-entrypoint": entry}),
+    )
+    assert (again.kind, again.epmd) == ("self-naming", "/usr/bin/epmd")

@@ -35,6 +35,7 @@ from pyinfra.api.exceptions import PyinfraError
 SHIM: Final = "beamfleet-nodename"
 ENTRYPOINT: Final = "beamfleet-entrypoint"
 BIN_DIR: Final = "/usr/local/bin"
+EPMD_ENV: Final = "BEAMFLEET_EPMD"  # set in a derived image: the EPMD its healthcheck runs
 
 Kind = Literal["self-naming", "elixir", "rebar3", "erl"]
 
@@ -187,7 +188,7 @@ class ReleaseLayout:
             lines.append("RUN " + " \\\n && ".join(self.edits))
         if root_for_edits:
             lines.append(f"USER {self.user}")
-        lines.append(f"ENV BEAMFLEET_EPMD={self.epmd}")
+        lines.append(f"ENV {EPMD_ENV}={self.epmd}")
         if self.kind == "rebar3":
             lines.append(f"ENV BEAMFLEET_NAME_ARGS={NAME_ARGS_FILE}")
         lines.append(f"ENTRYPOINT {json.dumps([f'{BIN_DIR}/{ENTRYPOINT}', self.kind])}")
@@ -305,7 +306,10 @@ def inspect(
         )
     probe = Probe.parse(probe_output)
     if _names_itself(argv, read_file, config.workdir):
-        return ReleaseLayout("self-naming", argv, user=config.user, uid=probe.uid)
+        # A derived image names itself too: its EPMD is where the derivation found it, so
+        # deploying it again (pinned by its reference) keeps the same healthcheck.
+        epmd = config.env.get(EPMD_ENV) or "epmd"
+        return ReleaseLayout("self-naming", argv, epmd, user=config.user, uid=probe.uid)
     first = _resolve(argv[0], config.workdir)
     root = _release_of(first, probe)
     if root is not None:
