@@ -8,10 +8,13 @@ standalone containers unless the inventory says otherwise (``app_network_encrypt
 * the cookie secret at :data:`~beamfleet.runtime.constants.COOKIE_MOUNT_PATH`
   (``/run/secrets/erlang_cookie``; owner-only, for the image's user);
 * ``BEAMFLEET_CIDR`` = the overlay's subnet and ``BEAMFLEET_BASENAME``: the image's
-  entrypoint runs the naming shim with them (``beamfleet-nodename --basename ...
-  --cidr $BEAMFLEET_CIDR --format env --exec -- bin/app start``), so the node is
-  ``<basename>@<its address on this overlay>`` even when the task is on other networks;
-* resource limits, a healthcheck (default: the node is registered in its EPMD), and an
+  entrypoint (beamfleet's own in an image derived from a standard release image, see
+  :mod:`beamfleet.controller.release_image`) runs the naming shim with them
+  (``beamfleet-nodename --basename ... --cidr $BEAMFLEET_CIDR --format env --exec --
+  bin/app start``), so the node is ``<basename>@<its address on this overlay>`` even
+  when the task is on other networks;
+* resource limits, a healthcheck (default: the node is registered in its EPMD, the
+  binary found in the image by inspection), and an
   ``UpdateConfig``/``RollbackConfig`` that rolls one task at a time, starting the new one
   first, and rolls back by itself when new tasks fail.
 
