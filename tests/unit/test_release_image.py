@@ -146,6 +146,15 @@ def test_plain_erl() -> None:
     ]
 
 
+def test_erl_by_its_path_in_an_otp_installation_is_plain_erl() -> None:
+    layout = inspect(
+        ImageConfig(cmd=("/usr/lib/erlang/bin/erl", "-noinput")),
+        probe({"/usr/lib/erlang": ["bin/erl", "bin/epmd"]}, {"epmd": "/usr/bin/epmd"}),
+        reader({}),
+    )
+    assert layout.kind == "erl"
+
+
 @pytest.mark.parametrize("flag", ["-setcookie", "-name", "-sname"])
 def test_plain_erl_naming_itself_or_with_a_cookie_is_refused(flag: str) -> None:
     with pytest.raises(ReleaseImageError, match=f"passes {flag}"):

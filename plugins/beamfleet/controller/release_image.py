@@ -311,11 +311,12 @@ def inspect(
         epmd = config.env.get(EPMD_ENV) or "epmd"
         return ReleaseLayout("self-naming", argv, epmd, user=config.user, uid=probe.uid)
     first = _resolve(argv[0], config.workdir)
+    # erl first: an OTP installation (/usr/lib/erlang) looks like a release too.
+    if posixpath.basename(first) == "erl":
+        return _erl_layout(argv, probe, config)
     root = _release_of(first, probe)
     if root is not None:
         return _release_layout(argv, first, root, probe=probe, read_file=read_file, config=config)
-    if posixpath.basename(first) == "erl":
-        return _erl_layout(argv, probe, config)
     found = ", ".join(probe.releases) or "none"
     raise ReleaseImageError(
         f"the image's command {shlex.join(argv)} is neither a release's start script "
