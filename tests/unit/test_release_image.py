@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Callable
+from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -305,3 +306,67 @@ def test_a_derived_image_is_self_naming_with_the_same_epmd() -> None:
         reader({"/usr/local/bin/beamfleet-entrypoint": entry}),
     )
     assert (again.kind, again.epmd) == ("self-naming", "/usr/bin/epmd")
+
+
+ENTRY = Path(str(resources.files("beamfleet") / "assets" / "release" / "beamfleet-entrypoint"))
+FAKE_SHIM = """#!/bin/sh
+# stands in for beamfleet-nodename: prints what it was asked, or runs the command
+case " $* " in
+  *" --exec "*) while [ "$1" != -- ]; do shift; done; shift
+                RELEASE_NODE=app@10.0.0.2; export RELEASE_NODE; exec "$@" ;;
+  *" vm.args "*) echo "-name app@10.0.0.2" ;;
+  *" erl-flags "*) echo "-name app@10.0.0.2" ;;
+esac
+"""
+
+
+def _entrypoint(tmp_path: Path, kind: str, env: dict[str, str]) -> str:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    shim = bin_dir / "beamfleet-nodename"
+    shim.write_text(FAKE_SHIM)
+    shim.chmod(0o755)
+    cookie = tmp_path / "cookie"
+    cookie.write_text("c" * 32)
+    cookie.chmod(0o400)
+    base = {
+        "PATH": f"{bin_dir}:/usr/bin:/bin",
+        "HOME": str(tmp_path / "home"),
+        "BEAMFLEET_COOKIE_FILE": str(cookie),
+        "BEAMFLEET_CIDR": "10.0.0.0/24",
+        "BEAMFLEET_BASENAME": "app",
+        "RELEASE_COOKIE": "from-the-environment",
+        "RELX_COOKIE": "from-the-environment",
+        "BEAMFLEET_NAME_ARGS": str(tmp_path / "name.args"),
+    }
+    report = 'echo "$RELEASE_NODE|$ERL_AFLAGS|${RELEASE_COOKIE-unset}|${RELX_COOKIE-unset}"'
+    proc = subprocess.run(
+        [str(ENTRY), kind, "sh", "-c", report],
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    link = tmp_path / "home" / ".erlang.cookie"
+    assert link.is_symlink() and os.readlink(link) == str(cookie)
+    return proc.stdout.strip()
+
+
+def test_entrypoint_links_the_cookie_and_names_the_node_per_kind(tmp_path: Path) -> None:
+    assert _entrypoint(tmp_path, "elixir", {}) == "app@10.0.0.2||unset|unset"
+    assert _entrypoint(tmp_path, "erl", {"ERL_AFLAGS": "+S 1"}) == (
+        "|+S 1 -name app@10.0.0.2|unset|unset"
+    )
+    assert _entrypoint(tmp_path, "rebar3", {}) == "||unset|unset"
+    assert (tmp_path / "name.args").read_text() == "-name app@10.0.0.2\n"
+
+
+def test_entrypoint_refuses_without_the_cookie(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [str(ENTRY), "erl", "true"],
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "BEAMFLEET_CIDR": "10.0.0.0/24"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 78 and "cookie file /run/secrets/erlang_cookie" in proc.stderr
