@@ -59,7 +59,8 @@ done
 true
 """
 
-# The Elixir start script's cookie lines (Elixir 1.14 to 1.18) and what they become: the
+# The Elixir start script's cookie lines (as Elixir 1.18 writes them; any other shape is
+# refused at planning time) and what they become: the
 # cookie is passed only when RELEASE_COOKIE is set (the entrypoint unsets it), never read
 # from the build-time releases/COOKIE; erl then reads $HOME/.erlang.cookie by itself.
 ELIXIR_COOKIE_DEFAULT: Final = (
