@@ -13,40 +13,10 @@ defmodule Demo.MixProject do
       releases: [
         demo: [
           include_erts: false,
-          include_executables_for: [:unix],
-          steps: [:assemble, &cookie_from_file/1]
+          include_executables_for: [:unix]
         ]
       ]
     ]
-  end
-
-  # An Elixir release passes its cookie to erl on the command line (`--cookie`), where
-  # any `ps` on the host shows it, and ships a random build-time cookie in
-  # releases/COOKIE. This step makes the start script pass --cookie only when
-  # RELEASE_COOKIE is set and drops the shipped file: the demo's cookie is a Docker
-  # secret that erl itself reads through $HOME/.erlang.cookie (see docker-entrypoint.sh).
-  defp cookie_from_file(release) do
-    bin = Path.join([release.path, "bin", to_string(release.name)])
-    original = File.read!(bin)
-
-    patched =
-      original
-      |> String.replace(
-        ~s|RELEASE_COOKIE="${RELEASE_COOKIE:-"$(cat "$RELEASE_ROOT/releases/COOKIE")"}"|,
-        ~s|RELEASE_COOKIE="${RELEASE_COOKIE:-}"|
-      )
-      |> String.replace(
-        ~s|--cookie "$RELEASE_COOKIE"|,
-        ~s|${RELEASE_COOKIE:+--cookie "$RELEASE_COOKIE"}|
-      )
-
-    if patched == original or String.contains?(patched, "releases/COOKIE") do
-      Mix.raise("the release start script changed shape: cannot keep the cookie off argv")
-    end
-
-    File.write!(bin, patched)
-    File.rm!(Path.join([release.path, "releases", "COOKIE"]))
-    release
   end
 
   def application do

@@ -12,13 +12,16 @@ import pytest
 
 from beamfleet.controller.deploys.agent import AgentSettings, agent_args, agent_spec
 from beamfleet.controller.deploys.app import AppSettings, app_spec
+from beamfleet.controller.deploys.cluster import ImageUserError, check_image_user
 from beamfleet.controller.deploys.cookie import CookieFileError, plan_cookie, read_cookie_value
+from beamfleet.controller.deploys.images import Image
 from beamfleet.controller.docker_cli import context_hash
 from beamfleet.controller.facts.beam import render_mesh
 from beamfleet.controller.facts.secrets import parse_secrets
 from beamfleet.controller.inventory import InventoryValidationError
 from beamfleet.controller.operations.secrets import content_labels
 from beamfleet.controller.operations.services import LABEL_SPEC_HASH, spec_hash, with_spec_hash
+from beamfleet.controller.release_image import ReleaseLayout
 from beamfleet.runtime.erlang_dist import CookieFileError as RuntimeCookieFileError
 
 
@@ -217,3 +220,23 @@ def test_cookie_file_errors_are_the_runtimes(tmp_path: Path) -> None:
     two.chmod(0o600)
     with pytest.raises(InventoryValidationError, match="more than one line"):
         read_cookie_value(str(two))
+
+
+def test_default_healthcheck_runs_the_images_epmd() -> None:
+    spec = app_spec(
+        AppSettings(image="app:1", basename="shop", epmd="/app/erts-15.2.7/bin/epmd"), "s.v1"
+    )
+    test = spec["TaskTemplate"]["ContainerSpec"]["Healthcheck"]["Test"]
+    assert test == ["CMD-SHELL", "/app/erts-15.2.7/bin/epmd -names | grep -q '^name shop at'"]
+    plain = app_spec(AppSettings(image="app:1", basename="shop"), "s.v1")
+    assert plain["TaskTemplate"]["ContainerSpec"]["Healthcheck"]["Test"][1].startswith("epmd ")
+
+
+def test_image_user_must_own_the_cookie_secret() -> None:
+    def image(uid: int | None) -> Image:
+        return Image("app:1", layout=ReleaseLayout("erl", ("erl",), uid=uid))
+
+    for fine in (None, 0, 10001):
+        check_image_user(image(fine), AppSettings(user_id=10001))
+    with pytest.raises(ImageUserError, match="app_user_id: 1000"):
+        check_image_user(image(1000), AppSettings(user_id=10001))

@@ -8,10 +8,13 @@ standalone containers unless the inventory says otherwise (``app_network_encrypt
 * the cookie secret at :data:`~beamfleet.runtime.constants.COOKIE_MOUNT_PATH`
   (``/run/secrets/erlang_cookie``; owner-only, for the image's user);
 * ``BEAMFLEET_CIDR`` = the overlay's subnet and ``BEAMFLEET_BASENAME``: the image's
-  entrypoint runs the naming shim with them (``beamfleet-nodename --basename ...
-  --cidr $BEAMFLEET_CIDR --format env --exec -- bin/app start``), so the node is
-  ``<basename>@<its address on this overlay>`` even when the task is on other networks;
-* resource limits, a healthcheck (default: the node is registered in its EPMD), and an
+  entrypoint (beamfleet's own in an image derived from a standard release image, see
+  :mod:`beamfleet.controller.release_image`) runs the naming shim with them
+  (``beamfleet-nodename --basename ... --cidr $BEAMFLEET_CIDR --format env --exec --
+  bin/app start``), so the node is ``<basename>@<its address on this overlay>`` even
+  when the task is on other networks;
+* resource limits, a healthcheck (default: the node is registered in its EPMD, the
+  binary found in the image by inspection), and an
   ``UpdateConfig``/``RollbackConfig`` that rolls one task at a time, starting the new one
   first, and rolls back by itself when new tasks fail.
 
@@ -21,6 +24,7 @@ nothing sent, nothing restarted; a replica count change only adds or removes tas
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,9 +50,13 @@ SECOND = services.SECOND
 LABEL_STACK = "com.docker.stack.namespace"  # `docker stack ls/ps/services` show both services
 
 
-def default_healthcheck(basename: str) -> str:
-    """Healthy once the node's distribution is up: its name is registered in EPMD."""
-    return f"epmd -names | grep -q '^name {basename} at'"
+def default_healthcheck(basename: str, epmd: str = "epmd") -> str:
+    """Healthy once the node's distribution is up: its name is registered in EPMD.
+
+    ``epmd``: the binary, found in the image by inspection (a release's ERTS keeps it in
+    ``erts-*/bin``, off the PATH).
+    """
+    return f"{shlex.quote(epmd)} -names | grep -q '^name {basename} at'"
 
 
 def default_network(app_name: str) -> str:
@@ -135,7 +143,7 @@ APP_KEYS = KeyTable(
             "app_healthcheck",
             (str,),
             "shell healthcheck of a task",
-            default_doc=f"`{default_healthcheck('<basename>')}`",
+            default_doc=f"`{default_healthcheck('<basename>')}` (EPMD where the image has it)",
         ),
     ),
 )
@@ -167,6 +175,8 @@ class AppSettings:
     update_parallelism: int = 1
     update_delay_s: int = 2
     update_monitor_s: int = 15
+    # Not an inventory key: the image's EPMD binary (found by inspecting the image).
+    epmd: str = "epmd"
 
     def __post_init__(self) -> None:
         # frozen: the derived defaults are set the way dataclasses set fields.
@@ -196,7 +206,7 @@ def app_spec(settings: AppSettings, cookie_secret: str) -> dict[str, Any]:
         "BEAMFLEET_COOKIE_FILE": COOKIE_MOUNT_PATH,
     }
     uid = str(settings.user_id)
-    check = settings.healthcheck or default_healthcheck(settings.basename)
+    check = settings.healthcheck or default_healthcheck(settings.basename, settings.epmd)
     update = rolling(settings)
     return {
         "Name": settings.name,

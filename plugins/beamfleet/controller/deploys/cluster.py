@@ -132,12 +132,37 @@ def _image(ref: str, registry: bool) -> images.Image:
     return images.Image(ref=ref) if registry else images.local_image(ref)
 
 
+def _app_image(ref: str, registry: bool) -> images.Image:
+    """A given application image: pulled as it is, or adapted and loaded from this machine."""
+    return images.Image(ref=ref) if registry else images.app_image(ref)
+
+
+class ImageUserError(PyinfraError):
+    """The application image runs as a user that cannot read the cookie secret."""
+
+
+def check_image_user(image: images.Image, settings: AppSettings) -> None:
+    """The secret is owned by ``app_user_id``: the image's user must be it (or root)."""
+    uid = image.layout.uid if image.layout is not None else None
+    if uid not in (None, 0, settings.user_id):
+        raise ImageUserError(
+            f"image {image.ref} runs as UID {uid} but the cookie secret is given to "
+            f"UID {settings.user_id}: set `app_user_id: {uid}`"
+        )
+
+
 def resolve_images(settings: ClusterSettings) -> tuple[images.Image, images.Image]:
-    """The app and agent images: given (pulled, or loaded from this machine) or built."""
+    """The app and agent images: given (pulled, or loaded from this machine) or built.
+
+    An application image that does not name itself is adapted (images.app_image)."""
     if settings.app.image:
-        app = _image(settings.app.image, settings.registry)
+        app = _app_image(settings.app.image, settings.registry)
     else:
-        app = images.build(images.APP_REPO_DEFAULT, images.app_context(Path(settings.build)))
+        built = images.build(
+            images.APP_REPO_DEFAULT, images.app_context(Path(settings.build)), archive=False
+        )
+        app = images.app_image(built.ref, built)
+    check_image_user(app, settings.app)
     if settings.agent.image:
         agent = _image(settings.agent.image, settings.registry)
     else:
@@ -150,12 +175,15 @@ def deploy_services(
     app_image: str,
     agent_image: str,
     wait_rollout: float | None = None,
+    epmd: str = "epmd",
 ) -> None:
-    """Cookie, application and agent services (call on the acting manager only)."""
+    """Cookie, application and agent services (call on the acting manager only).
+
+    ``epmd``: the EPMD binary of the application image, for the default healthcheck."""
     secret = cookie_secret(
         app=settings.app.name, rotate=settings.rotate_cookie, cookie_file=settings.cookie_file
     )
-    app = AppSettings(**{**settings.app.__dict__, "image": app_image})
+    app = AppSettings(**{**settings.app.__dict__, "image": app_image, "epmd": epmd})
     agent = AgentSettings(**{**settings.agent.__dict__, "image": agent_image})
     app_service(settings=app, cookie_secret=secret, wait_rollout=wait_rollout)
     agent_service(app=app, agent=agent, cookie_secret=secret)
@@ -168,7 +196,7 @@ def cluster() -> None:
     app_image, agent_image = resolve_images(settings)
     images.distribute(wanted=[app_image, agent_image])
     if host.name == acting_manager().name:
-        deploy_services(settings, app_image.ref, agent_image.ref)
+        deploy_services(settings, app_image.ref, agent_image.ref, epmd=app_image.epmd)
 
 
 class RolloutError(PyinfraError):
@@ -191,12 +219,13 @@ def rollout() -> None:
             "give the image to roll out: pyinfra INVENTORY deploys/rollout.py --data image=app:2.0"
         )
     settings = cluster_settings(image=image)
-    app_image = _image(image, settings.registry)
+    app_image = _app_image(image, settings.registry)
+    check_image_user(app_image, settings.app)
     agent_image = resolve_images(settings)[1]
     images.distribute(wanted=[app_image, agent_image])
     if host.name == acting_manager().name:
         per_task = settings.app.update_delay_s + settings.app.update_monitor_s + 30
         deploy_services(
             settings, app_image.ref, agent_image.ref,
-            wait_rollout=60 + settings.app.replicas * per_task,
+            wait_rollout=60 + settings.app.replicas * per_task, epmd=app_image.epmd,
         )  # fmt: skip

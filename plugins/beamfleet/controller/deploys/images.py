@@ -7,6 +7,14 @@ Two images by default, both built from Dockerfiles with the controller's Docker 
   ``COPY beamfleet-nodename /usr/local/bin/``;
 * the agent, from ``beamfleet/assets/agent`` plus the runtime package (``beamfleet.runtime``).
 
+An application image that does not name itself (a standard release image: ``mix release``,
+rebar3, plain ``erl``) is adapted by :func:`app_image`: inspected
+(:mod:`beamfleet.controller.release_image`), then a thin image is derived from it here, on
+the controller (one small layer: the naming shim, an entrypoint, the start script adapted
+so that the cookie is a file erl reads itself). It is tagged ``<repo>-beamfleet:<hash>`` of
+its context, whose Dockerfile starts ``FROM <input image ID>``: rebuilt only when the input
+image (or beamfleet's files) changes.
+
 Each is tagged ``<repo>:<hash of its build context>``, so an unchanged context is never
 rebuilt, and saved once to a gzip archive in the cache directory
 (``$XDG_CACHE_HOME/beamfleet/images``). Then, on each host, :func:`distribute` loads the
@@ -16,6 +24,8 @@ already has the image.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 import shutil
@@ -38,6 +48,14 @@ from beamfleet.controller.docker_cli import (
     run_docker,
 )
 from beamfleet.controller.operations import images
+from beamfleet.controller.release_image import (
+    ENTRYPOINT,
+    PROBE,
+    ImageConfig,
+    ReleaseImageError,
+    ReleaseLayout,
+    inspect,
+)
 
 SHIM_NAME = "beamfleet-nodename"
 APP_REPO_DEFAULT = "beamfleet-demo"
@@ -56,6 +74,13 @@ class Image:
     # Set for images built (or found) on the controller: hosts load them from `archive`.
     image_id: str | None = None
     archive: Path | None = None
+    # Application images: how the image starts (None: pulled from a registry, used as is).
+    layout: ReleaseLayout | None = None
+
+    @property
+    def epmd(self) -> str:
+        """The EPMD binary a healthcheck runs in this image (found by inspection)."""
+        return self.layout.epmd if self.layout is not None else "epmd"
 
     @property
     def from_registry(self) -> bool:
@@ -136,11 +161,12 @@ _lock = Semaphore()
 _built: dict[str, Image] = {}
 
 
-def build(repo: str, files: Mapping[str, Path]) -> Image:
+def build(repo: str, files: Mapping[str, Path], archive: bool = True) -> Image:
     """Build (unless present) and save (unless saved) ``repo:<context hash>``, once.
 
     Once per process and context: every host of a run gets the same image, even if a
-    file of the context is edited while the run plans.
+    file of the context is edited while the run plans. ``archive=False``: not saved (an
+    input image that :func:`app_image` derives the image the hosts load from).
     """
     key = repo + "\0" + "\0".join(sorted(str(p) for p in files.values()))
     with _lock:
@@ -155,9 +181,9 @@ def build(repo: str, files: Mapping[str, Path]) -> Image:
                     shutil.copy2(src, dest)
                 _docker("build", "-q", "--label", "io.beamfleet.image=" + repo, "-t", ref, tmp)
         image_id = _docker("image", "inspect", "--format", "{{.Id}}", ref).strip()
-        archive = save(ref, image_id)
-        image = Image(ref=ref, image_id=image_id, archive=archive)
-        _built[key] = image
+        image = Image(ref=ref, image_id=image_id, archive=save(ref, image_id) if archive else None)
+        if archive:
+            _built[key] = image
         return image
 
 
@@ -208,6 +234,99 @@ def local_image(ref: str) -> Image:
         image = Image(ref=ref, image_id=image_id, archive=save(ref, image_id))
         _built[ref] = image
         return image
+
+
+_layouts: dict[str, ReleaseLayout] = {}
+
+
+def inspect_release(ref: str, image_id: str) -> ReleaseLayout:
+    """How the image starts: its configuration, a probe run in it, its start script.
+
+    The probe and the script are read with throwaway containers (no network), as the
+    image's own user; once per image ID and process.
+    """
+    if image_id in _layouts:
+        return _layouts[image_id]
+    config = json.loads(_docker("image", "inspect", "--format", "{{json .Config}}", image_id))
+    image_config = ImageConfig.from_inspect(config or {})
+
+    def in_image(*argv: str) -> str:
+        return _docker("run", "--rm", "--network", "none", "--entrypoint", "sh", image_id, *argv)
+
+    try:
+        probe = in_image("-c", PROBE)
+    except ImageBuildError as exc:
+        raise ReleaseImageError(
+            f"cannot inspect image {ref} (it needs a POSIX `sh`): {exc}"
+        ) from exc
+
+    def read_file(path: str) -> str:
+        return in_image("-c", 'cat -- "$1"', "sh", path)
+
+    layout = inspect(image_config, probe, read_file)
+    _layouts[image_id] = layout
+    return layout
+
+
+def derived_repo(ref: str) -> str:
+    """``registry/app:1.0`` -> ``registry/app-beamfleet``: the derived image's repository."""
+    name = ref.split("@", 1)[0]
+    if ":" in name.rsplit("/", 1)[-1]:
+        name = name.rsplit(":", 1)[0]
+    return f"{name}-beamfleet"
+
+
+def derived_context(layout: ReleaseLayout, image_id: str) -> dict[str, Path]:
+    """The derived image's build context: its Dockerfile (``FROM image_id``), shim, entrypoint.
+
+    The Dockerfile is written into the cache by content, so the context's hash (the tag)
+    changes exactly when the input image ID or beamfleet's files do.
+    """
+    assets = package_dir() / "assets"
+    files = {SHIM_NAME: assets / SHIM_NAME, ENTRYPOINT: assets / "release" / ENTRYPOINT}
+    for path in files.values():
+        if not path.is_file():
+            raise ImageBuildError(f"{path} is missing from this beamfleet install")
+    text = layout.dockerfile(image_id)
+    directory = cache_dir() / "derived"
+    directory.mkdir(parents=True, exist_ok=True)
+    dockerfile = directory / f"{hashlib.sha256(text.encode()).hexdigest()[:16]}.Dockerfile"
+    if not dockerfile.is_file():
+        partial = dockerfile.with_name(f"{dockerfile.name}.{os.getpid()}.partial")
+        partial.write_text(text)
+        partial.rename(dockerfile)
+    return {"Dockerfile": dockerfile, **files}
+
+
+def app_image(ref: str, built: Image | None = None) -> Image:
+    """The application image the hosts load: ``ref`` itself when it names itself, else the
+    image derived from it (see the module's docstring). ``ref`` is in the controller's
+    engine (``built``: just built from ``app_build``, not saved yet)."""
+    image_id = built.image_id if built and built.image_id else _local_id(ref)
+    # Once per image and process: every host of a run plans with the same image.
+    with _app_lock:
+        if image_id not in _apps:
+            layout = inspect_release(ref, image_id)
+            if layout.derived:
+                derived = build(derived_repo(ref), derived_context(layout, image_id))
+                _apps[image_id] = Image(derived.ref, derived.image_id, derived.archive, layout)
+            else:
+                _apps[image_id] = Image(ref, image_id, save(ref, image_id), layout)
+        return _apps[image_id]
+
+
+_app_lock = Semaphore()
+_apps: dict[str, Image] = {}
+
+
+def _local_id(ref: str) -> str:
+    try:
+        return _docker("image", "inspect", "--format", "{{.Id}}", ref).strip()
+    except ImageBuildError as exc:
+        raise ImageBuildError(
+            f"image {ref} is not in this machine's Docker engine: build or load it here, "
+            "or set `image_registry: true` if the hosts pull it from a registry"
+        ) from exc
 
 
 @deploy("Images")

@@ -1,0 +1,4 @@
+-module(imgrebar).
+-export([hello/0]).
+
+hello() -> node().

@@ -1,0 +1,149 @@
+"""Standard release images deployed unmodified, each as its own application, on one lab.
+
+Four images with nothing of beamfleet in them (tests/lab/images/): a default `mix release`
+(ERTS bundled), the same with `include_erts: false`, a rebar3 release run in the
+foreground, and a plain `erl -noinput`. Each is built once on this machine's Docker, then
+deployed with `app_image` (own `app_name` and `app_subnet`, 2 replicas): beamfleet derives
+a thin image from it. For each: a complete mesh (check.py), no task restarted, the cookie
+in no `ps` line of any host, and the derived layer small.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.lab.conftest import ROOT, LabHandle, lab_fixture, run_pyinfra, wait_until
+
+pytestmark = pytest.mark.lab
+
+lab = lab_fixture("imgrel", hosts=2, managers=1)
+
+MANAGER = "host1"
+REPLICAS = 2
+IMAGES = ROOT / "tests" / "lab" / "images"
+# kind: (app name, its subnet, docker build arguments relative to tests/lab/images)
+KINDS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "mix": ("imgmix", "10.234.40.0/24", ("mix",)),
+    "mix-noerts": ("imgnoerts", "10.234.41.0/24", ("-f", "mix-noerts/Dockerfile", "mix")),
+    "rebar3": ("imgrebar", "10.234.42.0/24", ("rebar3",)),
+    "erl": ("imgerl", "10.234.43.0/24", ("erl",)),
+}
+# The derived image adds the shim, the entrypoint and an edited start script: kilobytes.
+LAYER_MAX_BYTES = 200_000
+
+
+def build_image(kind: str) -> str:
+    """``docker build`` the kind's image (cached by Docker when nothing changed)."""
+    tag = f"beamfleet-imgtest-{kind}:latest"
+    subprocess.run(
+        ["docker", "build", "-q", "-t", tag, *KINDS[kind][2]],
+        cwd=IMAGES,
+        check=True,
+        capture_output=True,
+        timeout=900,
+    )
+    return tag
+
+
+def inventory(lab: LabHandle, kind: str, image: str) -> Path:
+    app, subnet, _ = KINDS[kind]
+    extra = {
+        "app_name": app,
+        "app_subnet": subnet,
+        "app_image": image,
+        "app_replicas": REPLICAS,
+        # root-run images: the secret's owner does not matter; the erl image runs as 10001
+        "app_user_id": 10001,
+    }
+    path = lab.inventory.with_name(f"images-{kind}.py")
+    path.write_text(
+        "import runpy\n"
+        f"_lab = runpy.run_path({str(lab.inventory)!r})\n"
+        f"_extra = {extra!r}\n"
+        "managers = [(n, {**d, **_extra}) for n, d in _lab['managers']]\n"
+        "workers = [(n, {**d, **_extra}) for n, d in _lab.get('workers', [])]\n"
+    )
+    return path
+
+
+def check_mesh(lab: LabHandle, kind: str, image: str) -> None:
+    app = KINDS[kind][0]
+    run = run_pyinfra(inventory(lab, kind, image), "deploys/check.py")
+    lab.runs.append(run)
+    assert run.ok, run.output
+    rows = re.findall(rf"^{app}@(10\.234\.\d+\.\d+)\s+((?:[-x.?]\s*)+)$", run.stderr, re.M)
+    assert len(rows) == REPLICAS, run.stderr
+    for _ip, marks in rows:
+        cells = marks.split()
+        assert cells.count("-") == 1 and cells.count("x") == REPLICAS - 1, run.stderr
+    assert f"{REPLICAS} desired, {REPLICAS} running, {REPLICAS} in DNS, complete" in run.stderr
+
+
+def task_history(lab: LabHandle, app: str) -> set[str]:
+    """Every task the service ever had: more than its replicas means one was restarted."""
+    return set(lab.ssh(MANAGER, f"docker service ps -q {app}").split())
+
+
+def _history_sizes(image: str) -> list[int]:
+    out = subprocess.run(
+        ["docker", "history", "--format", "{{.Size}}", "--human=false", image],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return [int(line) for line in out.split()]
+
+
+def derived_layer_bytes(derived: str, base: str) -> int:
+    """Bytes the derived image adds on top of its input image (its newest history rows)."""
+    mine, theirs = _history_sizes(derived), _history_sizes(base)
+    assert len(mine) > len(theirs), (derived, base)
+    return sum(mine[: len(mine) - len(theirs)])
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_release_image_unmodified(lab: LabHandle, kind: str) -> None:
+    app = KINDS[kind][0]
+    image = build_image(kind)
+    run = run_pyinfra(inventory(lab, kind, image), "deploys/cluster.py")
+    lab.runs.append(run)
+    assert run.ok, run.output
+
+    deployed = lab.ssh(
+        MANAGER,
+        f"docker service inspect --format '{{{{.Spec.TaskTemplate.ContainerSpec.Image}}}}' {app}",
+    ).strip()
+    assert deployed.startswith(f"beamfleet-imgtest-{kind}-beamfleet:"), deployed
+    check_mesh(lab, kind, image)
+
+    # No task restarted: the service has had exactly its replicas, all running (the
+    # healthcheck, EPMD where the image has it, passes).
+    statuses = (
+        f"docker ps --filter label=com.docker.swarm.service.name={app} --format '{{{{.Status}}}}'"
+    )
+    wait_until(
+        lambda: "(healthy)" in lab.ssh(MANAGER, statuses),
+        60,
+        f"a healthy {app} task on {MANAGER}",
+    )
+    assert len(task_history(lab, app)) == REPLICAS, lab.ssh(MANAGER, f"docker service ps {app}")
+
+    cid = lab.ssh(
+        MANAGER, f"docker ps -q --filter label=com.docker.swarm.service.name={app} | head -n1"
+    ).strip()
+    cookie = lab.ssh(MANAGER, f"docker exec {cid} cat /run/secrets/erlang_cookie").strip()
+    assert len(cookie) >= 32
+    for host in [h.name for h in lab.hosts()]:
+        ps = lab.ssh(host, "ps -eo args")
+        assert "epmd" in ps, f"no BEAM node in ps on {host}"
+        assert cookie not in ps, f"the cookie is on a command line on {host}"
+        # no cookie flag either (the agent's `--cookie-file` names a path)
+        assert not re.search(r"(-setcookie|--cookie)\s", ps), ps
+
+    layer = derived_layer_bytes(deployed, image)
+    print(f"{kind}: derived image {deployed}, layer {layer} bytes")
+    assert 0 < layer < LAYER_MAX_BYTES, layer
