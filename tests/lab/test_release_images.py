@@ -20,7 +20,7 @@ from tests.lab.conftest import ROOT, LabHandle, lab_fixture, run_pyinfra, wait_u
 
 pytestmark = pytest.mark.lab
 
-lab = lab_fixture("imgrel", hosts=2, managers=1)
+lab = lab_fixture("trelease", hosts=2, managers=1)
 
 MANAGER = "host1"
 REPLICAS = 2
