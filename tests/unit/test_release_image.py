@@ -370,3 +370,20 @@ def test_entrypoint_refuses_without_the_cookie(tmp_path: Path) -> None:
         check=False,
     )
     assert proc.returncode == 78 and "cookie file /run/secrets/erlang_cookie" in proc.stderr
+
+
+def test_what_inspection_found_is_kept_per_image_id(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A re-run starts no probe container: the layout of an image ID is read back."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    layout = ReleaseLayout(
+        "elixir", ("/app/bin/demo", "start"), "/app/erts-15/bin/epmd", "/app/bin/demo",
+        ("sed -i s/a/b/ /app/bin/demo",), "demo", 10001,
+    )  # fmt: skip
+    assert images._saved_layout("sha256:0123") is None
+    images._save_layout("sha256:0123", layout)
+    assert images._saved_layout("sha256:0123") == layout
+    assert images._saved_layout("sha256:4567") is None
+    images._layout_file("sha256:0123").write_text("{not json")
+    assert images._saved_layout("sha256:0123") is None  # inspected again, not trusted

@@ -24,6 +24,7 @@ already has the image.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -40,6 +41,7 @@ from gevent.lock import Semaphore
 from pyinfra.api.deploy import deploy
 from pyinfra.api.exceptions import PyinfraError
 
+from beamfleet.controller import release_image as release_image_module
 from beamfleet.controller.docker_cli import (
     DockerCliError,
     DockerFailedError,
@@ -247,6 +249,10 @@ def inspect_release(ref: str, image_id: str) -> ReleaseLayout:
     """
     if image_id in _layouts:
         return _layouts[image_id]
+    saved = _saved_layout(image_id)
+    if saved is not None:
+        _layouts[image_id] = saved
+        return saved
     config = json.loads(_docker("image", "inspect", "--format", "{{json .Config}}", image_id))
     image_config = ImageConfig.from_inspect(config or {})
 
@@ -265,7 +271,33 @@ def inspect_release(ref: str, image_id: str) -> ReleaseLayout:
 
     layout = inspect(image_config, probe, read_file)
     _layouts[image_id] = layout
+    _save_layout(image_id, layout)
     return layout
+
+
+def _layout_file(image_id: str) -> Path:
+    # An image ID names its content, so what inspection found holds until the inspection
+    # itself changes: the file is keyed by both (a re-run then starts no container).
+    rules = hashlib.sha256(Path(release_image_module.__file__).read_bytes()).hexdigest()[:12]
+    return cache_dir() / "layouts" / f"{image_id.removeprefix('sha256:')[:32]}-{rules}.json"
+
+
+def _saved_layout(image_id: str) -> ReleaseLayout | None:
+    try:
+        data = json.loads(_layout_file(image_id).read_text())
+        return ReleaseLayout(
+            **{**data, "argv": tuple(data["argv"]), "edits": tuple(data["edits"])}
+        )
+    except (OSError, ValueError, TypeError, KeyError):
+        return None  # absent or from another version: inspect again
+
+
+def _save_layout(image_id: str, layout: ReleaseLayout) -> None:
+    path = _layout_file(image_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+    partial.write_text(json.dumps(dataclasses.asdict(layout)))
+    partial.rename(path)
 
 
 def derived_repo(ref: str) -> str:
