@@ -27,22 +27,25 @@ SUBCOMMANDS: dict[str, str] = {
 PLUGIN_GROUP = "beamfleet.commands"
 
 
-def all_subcommands() -> dict[str, str]:
-    """The built-in sub-commands and those registered by installed plugins."""
-    found = dict(SUBCOMMANDS)
-    for entry in metadata.entry_points(group=PLUGIN_GROUP):
-        found.setdefault(entry.name, entry.value)
-    return found
+def plugin_subcommands() -> dict[str, str]:
+    """The sub-commands installed distributions register (built-in names win)."""
+    return {
+        entry.name: entry.value
+        for entry in metadata.entry_points(group=PLUGIN_GROUP)
+        if entry.name not in SUBCOMMANDS
+    }
 
 
 class LazyGroup(click.Group):
     """A click group whose sub-commands are imported on first use."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(all_subcommands())
+        return sorted([*SUBCOMMANDS, *plugin_subcommands()])
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        target = all_subcommands().get(cmd_name)
+        # A built-in command never scans the installed distributions' metadata: that
+        # scan would be paid by every `beamfleet nodename` in a container's entrypoint.
+        target = SUBCOMMANDS.get(cmd_name) or plugin_subcommands().get(cmd_name)
         if target is None:
             return None
         module_name, attr = target.split(":")
