@@ -23,6 +23,7 @@ SUBCOMMANDS: dict[str, str] = {
     "nodename": "beamfleet.runtime.cli.nodename:nodename",
     "agent": "beamfleet.runtime.cli.agent:agent",
     "status": "beamfleet.runtime.cli.agent:status",
+    "mesh": "beamfleet.runtime.cli.mesh:mesh",
 }
 PLUGIN_GROUP = "beamfleet.commands"
 
