@@ -58,6 +58,7 @@ from beamfleet.controller.release_image import (
     ReleaseLayout,
     inspect,
 )
+from beamfleet.controller.runtime_wheel import runtime_package_files
 
 SHIM_NAME = "beamfleet-nodename"
 APP_REPO_DEFAULT = "beamfleet-demo"
@@ -134,28 +135,21 @@ def app_context(directory: Path) -> dict[str, Path]:
     return files
 
 
-# The package's top-level files the runtime needs around ``beamfleet.runtime`` (the version,
-# ``python -m beamfleet``); the controller side stays out of the agent image.
-PACKAGE_TOP = ("__init__.py", "__main__.py", "py.typed")
 _agent_files: dict[str, Path] = {}
 
 
 def agent_context() -> dict[str, Path]:
     """The agent's build context: its Dockerfile and launcher, plus the runtime package.
 
-    The runtime package is copied whole (``beamfleet/runtime``), so a module added to it is
-    in the image without a list to update. Read once per process, so every host of a run
-    gets the same image.
+    The runtime package is copied whole (:func:`runtime_package_files`, the files of the
+    hosts' runtime wheel too). Read once per process, so every host of a run gets the
+    same image.
     """
     with _lock:
         if not _agent_files:
             pkg = package_dir()
             _agent_files.update({p.name: p for p in _context_files(pkg / "assets" / "agent")})
-            for name in PACKAGE_TOP:
-                _agent_files[f"beamfleet/{name}"] = pkg / name
-            for path in _context_files(pkg / "runtime"):
-                if path.suffix in {".py", ".typed"}:
-                    _agent_files[(Path("beamfleet") / path.relative_to(pkg)).as_posix()] = path
+            _agent_files.update(runtime_package_files())
         return dict(_agent_files)
 
 
