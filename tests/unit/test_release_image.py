@@ -4,6 +4,7 @@ start script edits run on fixture releases, the derived image's tag."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from collections.abc import Callable
 from importlib import resources
@@ -387,3 +388,56 @@ def test_what_inspection_found_is_kept_per_image_id(
     assert images._saved_layout("sha256:4567") is None
     images._layout_file("sha256:0123").write_text("{not json")
     assert images._saved_layout("sha256:0123") is None  # inspected again, not trusted
+
+
+REAL_SHIM = Path(str(resources.files("beamfleet") / "assets" / "beamfleet-nodename"))
+
+
+def _host_entrypoint(
+    tmp_path: Path, kind: str, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """The entrypoint as a host unit runs it: the real shim, the address from a provider."""
+    bin_dir = tmp_path / "realbin"
+    bin_dir.mkdir(exist_ok=True)
+    shutil.copy(REAL_SHIM, bin_dir / "beamfleet-nodename")
+    (bin_dir / "beamfleet-nodename").chmod(0o755)
+    cookie = tmp_path / "cookie"
+    if not cookie.exists():
+        cookie.write_text("c" * 32)
+        cookie.chmod(0o400)
+    base = {
+        "PATH": f"{bin_dir}:/usr/bin:/bin",
+        "HOME": str(tmp_path / "home"),
+        "BEAMFLEET_COOKIE_FILE": str(cookie),
+        "BEAMFLEET_BASENAME": "app",
+        "BEAMFLEET_PROVIDER": "env:NODE_ADDRESS",
+    }
+    report = 'echo "$RELEASE_NODE|$RELEASE_DISTRIBUTION|$ERL_AFLAGS"'
+    return subprocess.run(
+        [str(ENTRY), kind, "sh", "-c", report],
+        env={**base, **env}, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+
+
+def test_entrypoint_on_a_host_binds_distribution_to_the_name_address(tmp_path: Path) -> None:
+    env = {"NODE_ADDRESS": "10.9.8.7", "BEAMFLEET_DIST_INTERFACE": "1",
+           "ERL_AFLAGS": "-kernel inet_dist_listen_min 9100"}  # fmt: skip
+    proc = _host_entrypoint(tmp_path, "elixir", env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == (
+        "app@10.9.8.7|name|-kernel inet_dist_listen_min 9100 "
+        "-kernel inet_dist_use_interface {10,9,8,7}"
+    )
+    proc = _host_entrypoint(tmp_path, "erl", env)
+    assert proc.stdout.strip().endswith("inet_dist_use_interface {10,9,8,7} -name app@10.9.8.7")
+
+
+def test_entrypoint_on_a_host_with_short_names(tmp_path: Path) -> None:
+    proc = _host_entrypoint(tmp_path, "elixir", {"NODE_ADDRESS": "host1"})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "app@host1|sname|"
+    # binding to the name's address needs an address
+    proc = _host_entrypoint(
+        tmp_path, "elixir", {"NODE_ADDRESS": "host1", "BEAMFLEET_DIST_INTERFACE": "1"}
+    )
+    assert proc.returncode == 78 and "needs an IPv4 node name" in proc.stderr
