@@ -134,6 +134,6 @@ def test_an_address_in_use_is_reported_with_dnsmasqs_message(
     twin = DnsServer(
         tmp_path / "twin", listen=lab_dns.listen, port=lab_dns.port, domain=lab_domain("twin")
     )
-    with pytest.raises(DnsServerError, match="did not start: .*in use"):
+    with pytest.raises(DnsServerError, match=r"did not start: .*in use"):
         twin.ensure_running()
     assert twin.pid() is None
