@@ -71,7 +71,7 @@ def status(name: str, root: Path | None) -> None:
     target = _lab(name, root)
     try:
         rows = target.status()
-        dns_server = target.dns_server
+        dns_server = target.load().dns_server
         dns_running = target.dns_running()
     except LabError as exc:
         raise click.ClickException(str(exc)) from exc
@@ -79,8 +79,11 @@ def status(name: str, root: Path | None) -> None:
     for row in rows:
         ssh = "up" if row.ssh else "down"
         click.echo(f"{row.name:<8} {row.group:<9} {row.ip:<15} {row.container_state:<10} {ssh}")
-    server = "running" if dns_running else "NOT running: `beamfleet lab up` starts it again"
-    click.echo(f"dns: {target.dns_name} served by {dns_server} ({server})")
+    if not dns_server:
+        click.echo("dns: none (lab created before the lab had a DNS server: down, then up)")
+    else:
+        server = "running" if dns_running else "NOT running: `beamfleet lab up` starts it again"
+        click.echo(f"dns: {target.dns_name} served by {dns_server} ({server})")
     if not dns_running or not all(r.ssh and r.container_state == "running" for r in rows):
         raise SystemExit(1)
 

@@ -158,7 +158,11 @@ class Lab:
 
     @property
     def dns_server(self) -> str:
-        """The address of the lab's DNS server (its network's gateway), from the saved state."""
+        """The address of the lab's DNS server (its network's gateway), from the saved state.
+
+        LabNotFoundError when the lab is not up; LabTooOldError for a lab created before
+        the lab had a DNS server.
+        """
         state = self.load()
         self._require_dns(state)
         return state.dns_server

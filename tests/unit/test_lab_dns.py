@@ -9,7 +9,9 @@ import time
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+import beamfleet_lab.cli as cli_module
 import beamfleet_lab.lab as lab_module
 from beamfleet_lab.dns import (
     DnsServer,
@@ -179,3 +181,16 @@ def test_hosts_are_created_resolving_with_the_lab_server(
     create = next(c for c in calls if c[0] == "create")
     assert create[create.index("--dns") + 1] == "10.232.1.1"
     assert create[create.index("--dns-search") + 1] == "demo.beamfleet.test"
+
+
+def test_status_of_an_older_lab_lists_its_hosts_and_says_it_has_no_dns_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lab = old_lab(tmp_path)
+    monkeypatch.setattr(lab_module, "inspect_json", lambda kind, names: [])
+    monkeypatch.setattr(lab_module, "_ssh_banner", lambda ip, timeout: False)
+    result = CliRunner().invoke(
+        cli_module.lab, ["status", "--name", "old", "--root", str(lab.root)]
+    )
+    assert result.exit_code == 1, result.output
+    assert "host1" in result.output and "dns: none (lab created before" in result.output
