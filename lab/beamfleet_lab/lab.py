@@ -14,7 +14,8 @@ every host change.
 
 Everything the lab creates carries the label ``io.beamfleet.lab=<name>`` so ``down``
 removes exactly that and nothing else. Its state (SSH key, host keys, known_hosts, the
-host list) lives in ``<root>/.lab/<name>/``, private key mode 0600.
+host list, the DNS server's records and pid file) lives in ``<root>/.lab/<name>/``, private
+key mode 0600.
 """
 
 from __future__ import annotations
