@@ -47,6 +47,7 @@ def up(hosts: int, managers: int, name: str, root: Path | None) -> None:
     click.echo(f"lab {state.name!r}: {len(state.hosts)} hosts on {state.subnet}")
     for host in state.hosts:
         click.echo(f"  {host.name:<8} {host.ip:<15} {host.group}")
+    click.echo(f"dns: {state.dns_name} (every host) served by {state.dns_server}")
     click.echo(f"inventory: {target.inventory_path}")
 
 
@@ -66,16 +67,24 @@ def down(name: str, root: Path | None) -> None:
 @_name_option
 @_root_option
 def status(name: str, root: Path | None) -> None:
-    """Show each host's container state and whether its sshd answers."""
+    """Show each host's container state, whether its sshd answers, and the lab's DNS server."""
+    target = _lab(name, root)
     try:
-        rows = _lab(name, root).status()
+        rows = target.status()
+        dns_server = target.load().dns_server
+        dns_running = target.dns_running()
     except LabError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"{'HOST':<8} {'GROUP':<9} {'ADDRESS':<15} {'CONTAINER':<10} SSH")
     for row in rows:
         ssh = "up" if row.ssh else "down"
         click.echo(f"{row.name:<8} {row.group:<9} {row.ip:<15} {row.container_state:<10} {ssh}")
-    if not all(r.ssh and r.container_state == "running" for r in rows):
+    if not dns_server:
+        click.echo("dns: none (lab created before the lab had a DNS server: down, then up)")
+    else:
+        server = "running" if dns_running else "NOT running: `beamfleet lab up` starts it again"
+        click.echo(f"dns: {target.dns_name} served by {dns_server} ({server})")
+    if not dns_running or not all(r.ssh and r.container_state == "running" for r in rows):
         raise SystemExit(1)
 
 

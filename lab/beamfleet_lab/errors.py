@@ -29,3 +29,11 @@ class UnknownHostError(LabError):
 
 class SubnetExhaustedError(LabError):
     """No free /24 is left for a new lab inside 10.232.0.0/16."""
+
+
+class DnsServerError(LabError):
+    """The lab's DNS server (dnsmasq on the lab network's gateway) cannot be started."""
+
+
+class LabTooOldError(LabError):
+    """A lab created by an earlier version, without something this version needs."""

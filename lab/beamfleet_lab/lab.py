@@ -7,9 +7,15 @@ labs can run side by side). Hosts start bare: no Docker engine, exactly like a f
 the deploys install it. The lab writes a pyinfra inventory (groups ``managers`` and
 ``workers``) that the deploys use like any other inventory.
 
+The lab runs its own DNS server on the network's gateway (see beamfleet_lab.dns), which
+every host resolves with: ``hosts.<name>.beamfleet.test`` has one A record per host, and
+``hostN`` / ``hostN.<name>.beamfleet.test`` is that host; the lab rewrites the records on
+every host change.
+
 Everything the lab creates carries the label ``io.beamfleet.lab=<name>`` so ``down``
 removes exactly that and nothing else. Its state (SSH key, host keys, known_hosts, the
-host list) lives in ``<root>/.lab/<name>/``, private key mode 0600.
+host list, the DNS server's records and pid file) lives in ``<root>/.lab/<name>/``, private
+key mode 0600.
 """
 
 from __future__ import annotations
@@ -26,11 +32,20 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from beamfleet_lab.dns import (
+    DnsServer,
+    lab_domain,
+    record_name,
+    render_hosts,
+    running_pid,
+    stop_dnsmasq,
+)
 from beamfleet_lab.docker import docker, docker_out, ids_with_label, inspect_json
 from beamfleet_lab.errors import (
     LabError,
     LabExistsError,
     LabNotFoundError,
+    LabTooOldError,
     SubnetExhaustedError,
     UnknownHostError,
 )
@@ -81,6 +96,10 @@ class LabState:
     subnet: str
     image: str
     hosts: list[LabHost] = field(default_factory=list)
+    # The lab's DNS record (A: every host) and the server answering it (the gateway);
+    # empty in the state of a lab created before the lab had a DNS server.
+    dns_name: str = ""
+    dns_server: str = ""
 
     def host(self, name: str) -> LabHost:
         for host in self.hosts:
@@ -133,6 +152,27 @@ class Lab:
     def container_name(self, host: str) -> str:
         return f"beamfleet-lab-{self.name}-{host}"
 
+    @property
+    def dns_name(self) -> str:
+        """The name whose A records are every host's address: ``hosts.<name>.beamfleet.test``."""
+        return record_name(self.name)
+
+    @property
+    def dns_server(self) -> str:
+        """The address of the lab's DNS server (its network's gateway), from the saved state.
+
+        LabNotFoundError when the lab is not up; LabTooOldError for a lab created before
+        the lab had a DNS server.
+        """
+        state = self.load()
+        self._require_dns(state)
+        return state.dns_server
+
+    @property
+    def dns_dir(self) -> Path:
+        """Where the DNS server's records, pid file and log live."""
+        return self.state_dir / "dns"
+
     # -- state ---------------------------------------------------------------------------
 
     def load(self) -> LabState:
@@ -151,6 +191,8 @@ class Lab:
         tmp.write_text(json.dumps(asdict(state), indent=2) + "\n")
         tmp.replace(self.state_path)
         self._write_inventory(state)
+        if state.dns_server:
+            self._dns(state).write_hosts(render_hosts(state.name, _name_ips(state.hosts)))
 
     def _write_inventory(self, state: LabState) -> None:
         self.inventory_path.parent.mkdir(parents=True, exist_ok=True)
@@ -181,8 +223,12 @@ class Lab:
                     f"lab {self.name!r} already runs {have} hosts ({have_managers} managers): "
                     f"use `beamfleet lab add-host`, or `beamfleet lab down` first"
                 )
+            self._require_dns(state)
             ensure_base_images()
             raise_neighbour_table()
+            # Processes do not outlive a session while containers may: start the DNS server
+            # again (a no-op when it runs) before the hosts, so they boot resolving.
+            self._start_dns(state)
             self._start_stopped(state)
             return state
         image = ensure_host_image()
@@ -192,10 +238,17 @@ class Lab:
         self._ensure_client_key()
         try:
             subnet = self._create_network()
-            state = LabState(name=self.name, subnet=str(subnet), image=image)
+            state = LabState(
+                name=self.name,
+                subnet=str(subnet),
+                image=image,
+                dns_name=self.dns_name,
+                dns_server=_gateway(subnet),
+            )
             for index in range(1, hosts + 1):
                 group = "managers" if index <= managers else "workers"
                 state.hosts.append(self._plan_host(subnet, index, group))
+            self._start_dns(state)
             self._create_hosts(state, state.hosts)
             self._save(state)
         except BaseException:
@@ -207,6 +260,8 @@ class Lab:
     def down(self) -> list[str]:
         """Remove everything this lab created; returns what was removed."""
         removed: list[str] = []
+        if stop_dnsmasq(DnsServer.pid_file_in(self.dns_dir)):
+            removed.append(f"DNS server of lab {self.name!r}")
         containers = ids_with_label("container", f"{LAB_LABEL}={self.name}")
         if containers:
             docker("rm", "-f", "-v", *containers, timeout=120)
@@ -227,6 +282,8 @@ class Lab:
         if group not in GROUPS:
             raise LabError(f"unknown group {group!r}: use one of {', '.join(GROUPS)}")
         state = self.load()
+        self._require_dns(state)
+        self._start_dns(state)
         index = 1 + max(
             (int(h.ip.rsplit(".", 1)[1]) - FIRST_HOST_OCTET + 1 for h in state.hosts), default=0
         )
@@ -294,7 +351,27 @@ class Lab:
             *command,
         ]  # fmt: skip
 
+    def dns_running(self) -> bool:
+        """Whether the lab's DNS server process runs (``lab up`` starts it again if not)."""
+        return running_pid(DnsServer.pid_file_in(self.dns_dir)) is not None
+
     # -- internals -----------------------------------------------------------------------
+
+    def _dns(self, state: LabState) -> DnsServer:
+        return DnsServer(self.dns_dir, listen=state.dns_server, domain=lab_domain(state.name))
+
+    def _start_dns(self, state: LabState) -> None:
+        server = self._dns(state)
+        server.write_hosts(render_hosts(state.name, _name_ips(state.hosts)))
+        server.ensure_running()
+
+    def _require_dns(self, state: LabState) -> None:
+        if not state.dns_server:
+            hint = "" if self.name == DEFAULT_LAB else f" --name {self.name}"
+            raise LabTooOldError(
+                f"lab {self.name!r} was created before the lab had a DNS server, and its hosts "
+                f"do not resolve with one: `beamfleet lab down{hint}` then `beamfleet lab up{hint}`"
+            )
 
     def _inventory_is_ours(self) -> bool:
         head = self.inventory_path.read_text(errors="replace")[:300]
@@ -323,7 +400,7 @@ class Lab:
             subnet = self._pick_subnet()
             proc = docker(
                 "network", "create", "--driver", "bridge",
-                "--subnet", str(subnet), "--gateway", str(subnet.network_address + 1),
+                "--subnet", str(subnet), "--gateway", _gateway(subnet),
                 "--label", f"{LAB_LABEL}={self.name}",
                 self.network_name,
                 check=False,
@@ -395,6 +472,10 @@ class Lab:
             "--hostname", host.name,
             "--network", self.network_name,
             "--ip", host.ip,
+            # Docker's embedded resolver answers container names and forwards the rest to
+            # the lab's DNS server; the search domain makes `host2` also `host2.<lab>...`.
+            "--dns", state.dns_server,
+            "--dns-search", lab_domain(state.name),
             "--label", f"{LAB_LABEL}={self.name}",
             "--label", f"{HOST_LABEL}={host.name}",
             *HOST_RUN_FLAGS,
@@ -420,6 +501,15 @@ class Lab:
         stopped = [h.container for h in state.hosts if info[h.container] != "running"]
         if stopped:
             docker("start", *stopped)
+
+
+def _gateway(subnet: ipaddress.IPv4Network) -> str:
+    """The bridge gateway of a lab subnet (.1), where the lab's DNS server listens."""
+    return str(subnet.network_address + 1)
+
+
+def _name_ips(hosts: Sequence[LabHost]) -> list[tuple[str, str]]:
+    return [(h.name, h.ip) for h in hosts]
 
 
 def _keygen(path: Path, comment: str) -> None:
