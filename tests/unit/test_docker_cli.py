@@ -62,6 +62,11 @@ def test_streamed_output() -> None:
     failing = docker_stdout("stream-fail")
     with pytest.raises(DockerFailedError, match="no such container"), failing as stream:
         assert stream.read() == b"partial"
+    # A reader failing on the cut stream of a failed docker: docker's message is the error.
+    failing = docker_stdout("stream-fail")
+    with pytest.raises(DockerFailedError, match="no such container") as info, failing:
+        raise ValueError("truncated archive")
+    assert isinstance(info.value.__cause__, ValueError)
     # The deadline covers the reading: the drain of a docker that never ends is cut.
     slow = docker_stdout("slow", timeout=0.2)
     with pytest.raises(DockerTimeoutError, match="timed out"), slow:

@@ -25,6 +25,8 @@ from typing import IO
 
 # A docker call must never hang forever (a wedged engine, a slow build).
 DEFAULT_TIMEOUT = 900.0
+# How long a streaming docker whose reader failed is given to exit by itself.
+GRACE = 1.0
 
 
 class DockerCliError(Exception):
@@ -97,8 +99,9 @@ def docker_stdout(*args: str, timeout: float = DEFAULT_TIMEOUT) -> Iterator[IO[b
 
     For output too large to hold in memory (``docker cp CONTAINER:PATH -`` streams a tar).
     What the reader leaves unread is drained, so docker is not cut off by a closed pipe;
-    docker's exit is checked once the block ends without an exception (if the block raises,
-    docker is killed).
+    docker's exit is checked once the block ends. If the block raises and docker has
+    failed, docker's error is raised (the reader's is its cause); otherwise docker is killed
+    and the reader's error stands.
 
     Example::
 
@@ -131,6 +134,15 @@ def docker_stdout(*args: str, timeout: float = DEFAULT_TIMEOUT) -> Iterator[IO[b
             yield stdout
             while stdout.read(1 << 16):
                 pass
+        except Exception as exc:
+            # A reader failing on a cut stream is most often docker failing: then docker's
+            # message is the error (docker exits at once after it; one still writing is
+            # killed, and the reader's error stands).
+            status = _exited(proc, GRACE)
+            proc.kill()
+            if status not in (None, 0) and not timed_out.is_set():
+                raise DockerFailedError(args, status, _read_all(errors)) from exc
+            raise
         except BaseException:
             proc.kill()
             raise
@@ -141,9 +153,20 @@ def docker_stdout(*args: str, timeout: float = DEFAULT_TIMEOUT) -> Iterator[IO[b
         if timed_out.is_set():
             raise DockerTimeoutError(f"`docker {' '.join(args[:3])}` timed out after {timeout}s")
         if proc.returncode != 0:
-            errors.seek(0)
-            message = errors.read().decode(errors="replace").strip()
-            raise DockerFailedError(args, proc.returncode, message)
+            raise DockerFailedError(args, proc.returncode, _read_all(errors))
+
+
+def _exited(proc: subprocess.Popen[bytes], grace: float) -> int | None:
+    """The exit status of ``proc`` if it ends within ``grace`` seconds, else None."""
+    try:
+        return proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        return None
+
+
+def _read_all(errors: IO[bytes]) -> str:
+    errors.seek(0)
+    return errors.read().decode(errors="replace").strip()
 
 
 def context_hash(files: Mapping[str, Path]) -> str:
