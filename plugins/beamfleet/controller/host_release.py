@@ -406,11 +406,7 @@ def _start_script(path: Path, root: _Root, version: str) -> str:
     ``releases/<version>/<name>.rel``, then by which candidates read as start scripts.
     """
     names = sorted(n for n in root.bin if n not in HELPER_NAMES and not n.endswith(HELPER_SUFFIXES))
-    names = [
-        n
-        for n in names
-        if n.removesuffix(f"-{version}") == n or n.removesuffix(f"-{version}") not in root.bin
-    ]
+    names = [n for n in names if not _versioned_copy(n, version, root.bin)]
     released = {name for vsn, name in root.rel_files if vsn == version}
     for narrowed in (
         names,
@@ -430,6 +426,12 @@ def _start_script(path: Path, root: _Root, version: str) -> str:
         f"({', '.join(f'bin/{n}' for n in names)}; no releases/{version}/<name>.rel tells "
         "them apart): give a tarball whose bin/ holds one start script"
     )
+
+
+def _versioned_copy(name: str, version: str, names: Mapping[str, object]) -> bool:
+    """Whether ``name`` is relx's ``<script>-<version>``, a copy of ``<script>``."""
+    script = name.removesuffix(f"-{version}")
+    return script != name and script in names
 
 
 def _sha256(path: Path) -> str:
