@@ -237,6 +237,14 @@ def test_an_elixir_script_of_another_shape_is_refused_when_inspected(tmp_path: P
         inspect_tarball(tarball(tmp_path, files))
 
 
+def test_a_relx_release_without_vm_args_is_refused_when_inspected(tmp_path: Path) -> None:
+    files = {k: v for k, v in relx_files().items() if not k.endswith("vm.args")}
+    with pytest.raises(
+        HostReleaseError, match=r"script .*r\.tar\.gz:\./bin/app .*vm\.args under .*r\.tar\.gz:\. "
+    ):
+        inspect_tarball(tarball(tmp_path, files))
+
+
 def test_corrupt_archives_are_refused(tmp_path: Path) -> None:
     whole = tarball(tmp_path, elixir_files()).read_bytes()
     truncated = tmp_path / "cut.tar.gz"

@@ -202,7 +202,8 @@ def inspect_tarball(path: Path) -> HostRelease:
         vm_args=tuple(sorted(root.vm_args)),
         script_text=text,
     )
-    cookie_edits(release, "/")  # refuses a start script of an unknown shape now, not on a host
+    # A start script of an unknown shape is refused now, not on a host (named in the archive).
+    cookie_edits(release, f"{path}:{prefix or '.'}")
     return release
 
 
