@@ -2,7 +2,8 @@
 
 A release is exported from an image built here (a fake release on ``scratch``, and the
 standard release images of tests/lab/images, built as the release-image lab builds them),
-then inspected; what inspection says is compared with what is read from the image itself.
+then inspected; what inspection says is compared with what is read from the image itself,
+and the image's own system, probed as a host would be, is found able to run it.
 :data:`PROBE` runs on this machine and is compared with what Python reads of it.
 """
 
@@ -18,6 +19,7 @@ import pytest
 from beamfleet.controller.host_release import (
     PROBE,
     HostRuntime,
+    compatibility_problems,
     export_from_image,
     inspect_tarball,
 )
@@ -78,6 +80,9 @@ def test_a_standard_release_image_exported(tmp_path: Path, kind: str) -> None:
     assert release.bundled_erts == (f"erts-{start_erl[0]}" in listing.split())
     assert release.otp_major == int(start_erl[0].split(".")[0]) + 12
     assert release.name == ("imgrebar" if kind == "rebar3" else "imgmix")
+    # The image's own system runs the release today: as a host, it has no problem with it.
+    probed = docker("run", "--rm", "--network", "none", "--entrypoint", "sh", tag, "-c", PROBE)
+    assert compatibility_problems(release, HostRuntime.parse(probed), "image") == []
     if release.bundled_erts:
         # Built on Debian 13 (glibc 2.41): a glibc 2.3x symbol set, this machine's type.
         assert release.glibc_required is not None and release.glibc_required >= (2, 34)

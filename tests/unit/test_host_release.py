@@ -345,7 +345,7 @@ def fake_tools(tmp_path: Path, with_erl: bool) -> dict[str, str]:
     for name, body in scripts.items():
         (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
         (bin_dir / name).chmod(0o755)
-    for tool in ("sed", "cat", "dirname"):
+    for tool in ("sed", "cat", "dirname", "timeout"):
         (bin_dir / tool).symlink_to(
             subprocess.check_output(["sh", "-c", f"command -v {tool}"], text=True).strip()
         )

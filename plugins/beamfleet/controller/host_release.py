@@ -72,7 +72,9 @@ ERTS_FILE: Final = re.compile(r"(erts-[^/]+)/bin/([^/]+)")
 HOST_ADVICE: Final = "Deploy it as an image, or give a release with a standard start script"
 
 # Run on a host (`sh`, any user): what a release needs from it. One line per fact,
-# "<tag> <value>"; a fact that cannot be read prints nothing.
+# "<tag> <value>"; a fact that cannot be read prints nothing. apt-cache runs in the C
+# locale (its "Candidate:" is translated otherwise); erl is bounded in time (a broken
+# installation must not hang a deploy).
 PROBE: Final = r"""
 v=$(getconf GNU_LIBC_VERSION 2>/dev/null) && echo "glibc ${v##* }"
 [ -r /etc/debian_version ] && echo "debian $(cat /etc/debian_version)"
@@ -80,8 +82,9 @@ a=$(dpkg --print-architecture 2>/dev/null) && echo "arch $a"
 LC_ALL=C apt-cache policy erlang-base 2>/dev/null |
   sed -n 's/^ *Candidate: *\([^ ]*\).*/erlang-candidate \1/p'
 if command -v erl >/dev/null 2>&1; then
-  o=$(erl -noshell -eval 'io:format("~s", [erlang:system_info(otp_release)]), halt().' \
-      2>/dev/null) && echo "erl-otp $o"
+  o=$(timeout 30 erl -noshell \
+      -eval 'io:format("~s", [erlang:system_info(otp_release)]), halt().' 2>/dev/null) &&
+    echo "erl-otp $o"
 fi
 true
 """
