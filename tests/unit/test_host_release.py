@@ -68,7 +68,7 @@ def elixir_files(erts: bool = True) -> dict[str, bytes | str]:
 def relx_files() -> dict[str, bytes | str]:
     return {
         "bin/app": RELX_SCRIPT,
-        "bin/app-0.1.0": RELX_SCRIPT,
+        "bin/app-2.3.0": RELX_SCRIPT,
         "bin/nodetool": "#!/usr/bin/env escript\n",
         "bin/install_upgrade.escript": "#!/usr/bin/env escript\n",
         "bin/no_dot_erlang.boot": b"\x83h\x02",
@@ -84,9 +84,10 @@ def relx_files() -> dict[str, bytes | str]:
 def tarball(
     tmp_path: Path, files: dict[str, bytes | str], prefix: str = "", name: str = "r.tar.gz"
 ) -> Path:
-    """A gzipped tar of ``files`` (directories included, as real archives have them)."""
+    """A tar of ``files`` (directories included, as real archives have them), gzipped
+    when ``name`` says so."""
     path = tmp_path / name
-    with tarfile.open(path, "w:gz") as archive:
+    with tarfile.open(path, "w:gz" if name.endswith("gz") else "w") as archive:
         dirs = sorted({str(Path(f).parent) for f in files} - {"."})
         for directory in ([prefix] if prefix else []) + [f"{prefix}{d}" for d in dirs]:
             info = tarfile.TarInfo(directory.rstrip("/"))
@@ -139,6 +140,23 @@ def test_relx_release_picks_the_start_script_among_helpers(tmp_path: Path) -> No
     assert release.glibc_required == (2, 31)
     assert release.erts_arch == "arm64"
     assert release.vm_args == ("releases/2.3.0/vm.args",)
+
+
+def test_a_start_script_hard_linked_to_its_versioned_copy(tmp_path: Path) -> None:
+    files = {k: v for k, v in relx_files().items() if k != "bin/app"}
+    path = tarball(tmp_path, files, prefix="rel/", name="r.tar")
+    with tarfile.open(path, "a") as archive:
+        link = tarfile.TarInfo("rel/bin/app")
+        link.type, link.linkname = tarfile.LNKTYPE, "rel/bin/app-2.3.0"
+        archive.addfile(link)
+    release = inspect_tarball(path)
+    assert (release.name, release.kind, release.prefix) == ("app", "rebar3", "rel")
+
+
+def test_relx_start_script_without_a_release_file(tmp_path: Path) -> None:
+    # bin/app-2.3.0 is set aside as the versioned copy, not by the .rel file.
+    files = {k: v for k, v in relx_files().items() if not k.endswith(".rel")}
+    assert inspect_tarball(tarball(tmp_path, files)).name == "app"
 
 
 @pytest.mark.parametrize("prefix", ["app/", "./app/", "./"])
@@ -205,7 +223,7 @@ def test_a_malformed_start_erl_data_is_refused(tmp_path: Path) -> None:
 
 
 def test_a_release_without_a_start_script_lists_its_bin(tmp_path: Path) -> None:
-    files = {k: v for k, v in relx_files().items() if k not in ("bin/app", "bin/app-0.1.0")}
+    files = {k: v for k, v in relx_files().items() if k not in ("bin/app", "bin/app-2.3.0")}
     with pytest.raises(NotAReleaseError, match=r"no start script \(found: .*bin/nodetool"):
         inspect_tarball(tarball(tmp_path, files))
 

@@ -283,8 +283,15 @@ def _read_member(
             cached[reader] = reader(stream) if stream else None
         return cached[reader]
 
+    links = dict(_placements(member.linkname)) if member.islnk() else {}
     for prefix, relative in wanted:
-        _record(roots.setdefault(prefix, _Root()), relative, member, content)
+        root = roots.setdefault(prefix, _Root())
+        linked = _bin_name(links.get(prefix, ""))
+        if linked is not None and _bin_name(relative) is not None:
+            # A hard link in bin/ (a start script and its versioned copy): the same text.
+            root.bin[_bin_name(relative) or ""] = root.bin.get(linked)
+        else:
+            _record(root, relative, member, content)
 
 
 def _wanted(relative: str) -> bool:
