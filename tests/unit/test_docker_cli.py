@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from beamfleet.controller.docker_cli import (
     DockerNotInstalledError,
     DockerTimeoutError,
     context_hash,
+    docker_stdout,
     run_docker,
 )
 from beamfleet_lab.docker import docker
@@ -26,6 +28,8 @@ case $1 in
   fail) echo "line 1" >&2; echo "Error: no such image" >&2; exit 1 ;;
   down) echo "Cannot connect to the Docker daemon at unix:///var/run/docker.sock." >&2; exit 1 ;;
   slow) exec sleep 5 ;;
+  stream) head -c 300000 /dev/zero; echo "a warning" >&2 ;;
+  stream-fail) printf 'partial'; echo "Error: no such container" >&2; exit 1 ;;
 esac
 """
 
@@ -48,6 +52,30 @@ def test_runner_outcomes() -> None:
     assert info.value.tail(1) == "Error: no such image" and not info.value.engine_down
     with pytest.raises(DockerTimeoutError, match="timed out"):
         run_docker("slow", timeout=0.2)
+
+
+@pytest.mark.usefixtures("fake_docker")
+def test_streamed_output() -> None:
+    # Read in part: the rest is drained, so docker is not cut off (its exit stays 0).
+    with docker_stdout("stream") as stream:
+        assert stream.read(10) == bytes(10)
+    failing = docker_stdout("stream-fail")
+    with pytest.raises(DockerFailedError, match="no such container"), failing as stream:
+        assert stream.read() == b"partial"
+    # A reader failing on the cut stream of a failed docker: docker's message is the error.
+    failing = docker_stdout("stream-fail")
+    with pytest.raises(DockerFailedError, match="no such container") as info, failing:
+        raise ValueError("truncated archive")
+    assert isinstance(info.value.__cause__, ValueError)
+    # The deadline covers the reading: the drain of a docker that never ends is cut.
+    slow = docker_stdout("slow", timeout=0.2)
+    with pytest.raises(DockerTimeoutError, match="timed out"), slow:
+        pass
+    # An error while reading is the caller's; docker is killed rather than waited for.
+    started = time.monotonic()
+    with pytest.raises(KeyError), docker_stdout("slow"):
+        raise KeyError("reader failed")
+    assert time.monotonic() - started < 4
 
 
 def test_no_docker_client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -16,11 +16,17 @@ from __future__ import annotations
 import hashlib
 import shutil
 import subprocess
-from collections.abc import Mapping
+import tempfile
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 # A docker call must never hang forever (a wedged engine, a slow build).
 DEFAULT_TIMEOUT = 900.0
+# How long a streaming docker whose reader failed is given to exit by itself.
+GRACE = 1.0
 
 
 class DockerCliError(Exception):
@@ -85,6 +91,82 @@ def run_docker(
     if check and proc.returncode != 0:
         raise DockerFailedError(args, proc.returncode, proc.stderr.decode(errors="replace").strip())
     return proc
+
+
+@contextmanager
+def docker_stdout(*args: str, timeout: float = DEFAULT_TIMEOUT) -> Iterator[IO[bytes]]:
+    """Run ``docker ARGS...`` and give its standard output to read while it runs.
+
+    For output too large to hold in memory (``docker cp CONTAINER:PATH -`` streams a tar).
+    What the reader leaves unread is drained, so docker is not cut off by a closed pipe;
+    docker's exit is checked once the block ends. If the block raises and docker has
+    failed, docker's error is raised (the reader's is its cause); otherwise docker is killed
+    and the reader's error stands.
+
+    Example::
+
+        with docker_stdout("cp", f"{cid}:/app/.", "-") as stream:
+            archive = tarfile.open(fileobj=stream, mode="r|")
+
+    Raises:
+        DockerNotInstalledError, DockerTimeoutError, DockerFailedError.
+    """
+    exe = shutil.which("docker")
+    if exe is None:
+        raise DockerNotInstalledError("no `docker` client on PATH")
+    # stderr goes to a file: a pipe nobody reads while stdout is read could fill and block.
+    with tempfile.TemporaryFile() as errors:
+        proc = subprocess.Popen(
+            [exe, *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors
+        )
+        stdout = proc.stdout
+        assert stdout is not None  # stdout=PIPE
+        # The deadline covers the reading too: a killed docker ends the stream.
+        timed_out = threading.Event()
+
+        def expire() -> None:
+            timed_out.set()
+            proc.kill()
+
+        deadline = threading.Timer(timeout, expire)
+        deadline.start()
+        try:
+            yield stdout
+            while stdout.read(1 << 16):
+                pass
+        except Exception as exc:
+            # A reader failing on a cut stream is most often docker failing: then docker's
+            # message is the error (docker exits at once after it; one still writing is
+            # killed, and the reader's error stands).
+            status = _exited(proc, GRACE)
+            proc.kill()
+            if status not in (None, 0) and not timed_out.is_set():
+                raise DockerFailedError(args, status, _read_all(errors)) from exc
+            raise
+        except BaseException:
+            proc.kill()
+            raise
+        finally:
+            stdout.close()
+            proc.wait()
+            deadline.cancel()
+        if timed_out.is_set():
+            raise DockerTimeoutError(f"`docker {' '.join(args[:3])}` timed out after {timeout}s")
+        if proc.returncode != 0:
+            raise DockerFailedError(args, proc.returncode, _read_all(errors))
+
+
+def _exited(proc: subprocess.Popen[bytes], grace: float) -> int | None:
+    """The exit status of ``proc`` if it ends within ``grace`` seconds, else None."""
+    try:
+        return proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        return None
+
+
+def _read_all(errors: IO[bytes]) -> str:
+    errors.seek(0)
+    return errors.read().decode(errors="replace").strip()
 
 
 def context_hash(files: Mapping[str, Path]) -> str:

@@ -76,6 +76,10 @@ RELX_VMARGS: Final = '-args_file "$VMARGS_PATH"'
 NAME_ARGS_FILE: Final = "/tmp/beamfleet-name.args"
 
 
+# What a refusal to adapt an image's start script recommends instead.
+IMAGE_ADVICE: Final = "Use an image that names itself (docs/cluster.md)"
+
+
 class ReleaseImageError(PyinfraError):
     """beamfleet cannot adapt an application image; the message says what it looked for."""
 
@@ -245,12 +249,45 @@ def _path_epmd(probe: Probe, what: str) -> str:
     return epmd
 
 
-def _elixir_edits(script: str, text: str, root: str) -> tuple[str, ...]:
+def release_kind(text: str) -> Literal["elixir", "rebar3"] | None:
+    """Which start script ``text`` is: an Elixir release's, a rebar3 (relx) one's, or None.
+
+    Example::
+
+        release_kind(Path("_build/prod/rel/app/bin/app").read_text())  # "elixir"
+    """
+    if "RELEASE_COOKIE" in text and "elixir" in text:
+        return "elixir"
+    if any(marker in text for marker in RELX_MARKERS):
+        return "rebar3"
+    return None
+
+
+def is_vm_args(relative: str) -> bool:
+    """Whether ``relative`` (a path below a release root) is a release's vm.args file.
+
+    Example::
+
+        is_vm_args("releases/0.1.0/vm.args")  # True
+    """
+    return relative.startswith("releases/") and relative.endswith(("/vm.args", "/vm.args.src"))
+
+
+def elixir_edits(script: str, text: str, root: str, advice: str = IMAGE_ADVICE) -> tuple[str, ...]:
+    """Shell commands that keep the cookie of the Elixir release at ``root`` off argv.
+
+    ``script`` is the start script's path (``<root>/bin/<name>``), ``text`` its content
+    (checked for the known shape), ``advice`` what the refusal recommends instead.
+
+    Example::
+
+        elixir_edits("/app/bin/app", script_text, "/app")  # ("sed -i ...", ...)
+    """
     if ELIXIR_COOKIE_DEFAULT not in text or ELIXIR_COOKIE_FLAG not in text:
         raise ReleaseImageError(
             f"the Elixir start script {script} has an unknown shape: beamfleet looked for "
             f"`{ELIXIR_COOKIE_DEFAULT}` and `{ELIXIR_COOKIE_FLAG}` to keep the cookie off "
-            "the command line. Use an image that names itself (docs/cluster.md)"
+            f"the command line. {advice}"
         )
     # sed: '|' as the delimiter (the lines hold '/'); '$' and '"' escaped for sed's regex.
     default = ELIXIR_COOKIE_DEFAULT.replace("$", r"\$")
@@ -269,17 +306,24 @@ def _elixir_edits(script: str, text: str, root: str) -> tuple[str, ...]:
     )
 
 
-def _relx_edits(script: str, text: str, root: str, probe: Probe) -> tuple[str, ...]:
-    args = sorted(
-        f
-        for f in probe.files
-        if f.startswith(f"{root}/releases/") and f.endswith(("/vm.args", "/vm.args.src"))
-    )
+def relx_edits(
+    script: str, text: str, root: str, vm_args: Sequence[str], advice: str = IMAGE_ADVICE
+) -> tuple[str, ...]:
+    """Shell commands that take the cookie and the fixed node name out of a relx release.
+
+    ``vm_args`` are the paths of the release's ``releases/<vsn>/vm.args[.src]`` files;
+    ``script``, ``text`` and ``advice`` as for :func:`elixir_edits`.
+
+    Example::
+
+        relx_edits("/opt/app/bin/app", text, "/opt/app", ["/opt/app/releases/1.0/vm.args"])
+    """
+    args = sorted(vm_args)
     if RELX_VMARGS not in text or not args:
         raise ReleaseImageError(
             f"the rebar3 start script {script} has an unknown shape: beamfleet looked for "
             f"`{RELX_VMARGS}` and a releases/<vsn>/vm.args under {root} (the cookie and the "
-            "node name come from there). Use an image that names itself (docs/cluster.md)"
+            f"node name come from there). {advice}"
         )
     sed = f"/^-setcookie/d; s|^-s\\{{0,1\\}}name .*|-args_file {NAME_ARGS_FILE}|"
     edits: list[str] = []
@@ -339,12 +383,12 @@ def _release_layout(
     text = read_file(script)
     epmd = _erts_epmd(root, probe) or _path_epmd(probe, f"the release {root} has no ERTS")
     command = (script, *argv[1:])
-    if "RELEASE_COOKIE" in text and "elixir" in text:
-        edits = _elixir_edits(script, text, root)
-        kind: Kind = "elixir"
-    elif any(marker in text for marker in RELX_MARKERS):
-        edits = _relx_edits(script, text, root, probe)
-        kind = "rebar3"
+    kind = release_kind(text)
+    if kind == "elixir":
+        edits = elixir_edits(script, text, root)
+    elif kind == "rebar3":
+        vm_args = [f for f in probe.files if is_vm_args(f.removeprefix(f"{root}/"))]
+        edits = relx_edits(script, text, root, vm_args)
     else:
         raise ReleaseImageError(
             f"unknown start script {script}: not an Elixir release script (RELEASE_COOKIE) "
