@@ -35,13 +35,21 @@ def lab() -> None:
 @lab.command()
 @click.option("--hosts", default=3, show_default=True, help="Number of hosts.")
 @click.option("--managers", default=1, show_default=True, help="Hosts in group `managers`.")
+@click.option(
+    "--debian",
+    "suite",
+    type=click.Choice(["bookworm", "trixie"]),
+    default="bookworm",
+    show_default=True,
+    help="The hosts' Debian: bookworm (12) or trixie (13).",
+)
 @_name_option
 @_root_option
-def up(hosts: int, managers: int, name: str, root: Path | None) -> None:
+def up(hosts: int, managers: int, suite: str, name: str, root: Path | None) -> None:
     """Start the lab and write its pyinfra inventory."""
     target = _lab(name, root)
     try:
-        state = target.up(hosts=hosts, managers=managers)
+        state = target.up(hosts=hosts, managers=managers, suite=suite)
     except LabError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"lab {state.name!r}: {len(state.hosts)} hosts on {state.subnet}")

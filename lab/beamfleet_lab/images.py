@@ -69,11 +69,13 @@ def ensure_base_image(suite: str = "bookworm") -> str:
     return tag
 
 
-def host_image_tag() -> str:
-    """``beamfleet-lab-host:<hash>``: the hash covers every file of the build context."""
+def host_image_tag(suite: str = "bookworm") -> str:
+    """``beamfleet-lab-host:<hash>`` (``<suite>-<hash>`` for another suite than bookworm):
+    the hash covers every file of the build context."""
     root = lab_assets_dir()
     files = {p.relative_to(root).as_posix(): p for p in root.rglob("*") if p.is_file()}
-    return f"{HOST_IMAGE_REPO}:{context_hash(files)}"
+    prefix = "" if suite == "bookworm" else f"{suite}-"
+    return f"{HOST_IMAGE_REPO}:{prefix}{context_hash(files)}"
 
 
 def ensure_base_images() -> None:
@@ -86,20 +88,32 @@ def ensure_base_images() -> None:
         ensure_base_image(suite)
 
 
-def ensure_host_image() -> str:
-    """Return the tag of the lab host image, building it (and the base images) when missing."""
+def ensure_host_image(suite: str = "bookworm") -> str:
+    """Return the tag of the lab host image of Debian ``suite`` (bookworm: Debian 12,
+    trixie: 13), building it (and the base images) when missing."""
+    if suite not in BASE_IMAGES:
+        raise LabError(f"unknown Debian suite {suite!r}: use one of {', '.join(BASE_IMAGES)}")
     ensure_base_images()
-    tag = host_image_tag()
+    tag = host_image_tag(suite)
     if image_exists(tag):
         return tag
-    docker("build", "-q", "--label", f"{LABEL}=host", "-t", tag, str(lab_assets_dir()), timeout=900)
+    docker(
+        "build", "-q", "--label", f"{LABEL}=host", "--build-arg", f"SUITE={suite}",
+        "-t", tag, str(lab_assets_dir()), timeout=900,
+    )  # fmt: skip
     _remove_outdated_host_images(keep=tag)
     return tag
 
 
+def _suite_of(ref: str) -> str:
+    tag = ref.rsplit(":", 1)[-1]
+    return next((s for s in BASE_IMAGES if tag.startswith(f"{s}-")), "bookworm")
+
+
 def _remove_outdated_host_images(keep: str) -> None:
-    """Drop host images of earlier Dockerfile versions (those still in use stay)."""
+    """Drop host images of earlier Dockerfile versions of the same suite (those still in
+    use stay)."""
     out = docker("images", "--format", "{{.Repository}}:{{.Tag}}", HOST_IMAGE_REPO).stdout
     for ref in out.decode().split():
-        if ref != keep:
+        if ref != keep and _suite_of(ref) == _suite_of(keep):
             docker("rmi", ref, check=False)

@@ -24,6 +24,9 @@ _SWARM = {{"swarm_networks": {{"lab": {{"subnet": "10.233.255.0/24", "attachable
 # container cannot), and the application overlay is encrypted only where that kernel has
 # IPsec ESP (real hosts keep the encrypted default).
 _KERNEL = {{"neighbour_table": False, "app_network_encrypted": {esp!r}}}
+# Read in host mode only (`--data cluster_mode=host`): nodes are named by their address on
+# the lab network, and the agents find each other through the lab's DNS server.
+_HOST_MODE = {host_mode!r}
 '''
 
 
@@ -34,10 +37,13 @@ def render_inventory(
     known_hosts_path: Path,
     *,
     encrypted_overlays: bool = True,
+    subnet: str = "",
+    dns_name: str = "",
 ) -> str:
     """Python source of the inventory for ``hosts`` given as (name, ip, group) triples.
 
     ``encrypted_overlays``: whether the kernel the hosts share can run encrypted overlays.
+    ``subnet``, ``dns_name``: the lab network and its DNS record of the hosts (host mode).
     """
     inventory = "inventories/lab.py" if lab == "default" else f"inventories/{lab}.py"
     out = [
@@ -47,6 +53,11 @@ def render_inventory(
             key=str(key_path),
             known_hosts=str(known_hosts_path),
             esp=encrypted_overlays,
+            host_mode={
+                key: value
+                for key, value in (("cluster_cidr", subnet), ("discovery_dns", dns_name))
+                if value
+            },
         )
     ]
     for group in ("managers", "workers"):
@@ -59,6 +70,7 @@ def render_inventory(
                 f"        **_SSH,\n"
                 f"        **_SWARM,\n"
                 f"        **_KERNEL,\n"
+                f"        **_HOST_MODE,\n"
                 f'        "ssh_hostname": {ip!r},\n'
                 f'        "swarm_advertise_addr": {ip!r},\n'
                 # Each inner dockerd gets its own cgroup parent: the hosts share the

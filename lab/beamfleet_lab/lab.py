@@ -205,12 +205,14 @@ class Lab:
             key_path=self.key_path,
             known_hosts_path=self.known_hosts_path,
             encrypted_overlays=esp_supported(),
+            subnet=state.subnet,
+            dns_name=state.dns_name,
         )
         self.inventory_path.write_text(text)
 
     # -- up / down -----------------------------------------------------------------------
 
-    def up(self, hosts: int = 3, managers: int = 1) -> LabState:
+    def up(self, hosts: int = 3, managers: int = 1, suite: str = "bookworm") -> LabState:
         """Create and start the lab; a no-op when it already runs with these counts."""
         if not 1 <= managers <= hosts <= MAX_HOSTS:
             raise LabError(f"need 1 <= managers ({managers}) <= hosts ({hosts}) <= {MAX_HOSTS}")
@@ -231,7 +233,7 @@ class Lab:
             self._start_dns(state)
             self._start_stopped(state)
             return state
-        image = ensure_host_image()
+        image = ensure_host_image(suite)
         raise_neighbour_table()
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.state_dir.chmod(0o700)

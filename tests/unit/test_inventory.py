@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+import beamfleet.controller.deploys.cluster  # noqa: F401 (registers every key table)
 from beamfleet.controller.deploys.swarm import RemovalRefusedError, check_quorum
 from beamfleet.controller.facts.swarm import parse_join_tokens, pick_private_address
 from beamfleet.controller.inventory import (
@@ -149,6 +150,8 @@ def test_the_lab_inventory_is_valid(tmp_path: Path):
         hosts=[("host1", "10.232.0.11", "managers"), ("host2", "10.232.0.12", "workers")],
         key_path=tmp_path / "id",
         known_hosts_path=tmp_path / "known_hosts",
+        subnet="10.232.0.0/24",
+        dns_name="hosts.default.beamfleet.test",
     )
     path = tmp_path / "lab.py"
     path.write_text(text)
@@ -162,6 +165,12 @@ def test_the_lab_inventory_is_valid(tmp_path: Path):
     assert find_problems(hosts, keys) == []
     assert hosts[0].data["docker_daemon"] == {"cgroup-parent": "/lab-default-host1"}
     assert hosts[1].data["swarm_advertise_addr"] == "10.232.0.12"
+    # host mode (`--data cluster_mode=host`) finds what it needs in the same inventory
+    assert hosts[1].data["cluster_cidr"] == "10.232.0.0/24"
+    assert hosts[1].data["discovery_dns"] == "hosts.default.beamfleet.test"
+    for h in hosts:
+        h.data["cluster_mode"] = "host"
+    assert find_problems(hosts, keys) == []
 
 
 @pytest.mark.parametrize(

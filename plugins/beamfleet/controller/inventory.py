@@ -283,6 +283,26 @@ def find_problems(hosts: Iterable[HostSpec], connector_keys: set[str]) -> list[s
     """Every problem of the inventory, as one actionable sentence each (pure, testable)."""
     hosts = list(hosts)
     problems: list[str] = []
+    modes = {h.name: str(h.data.get("cluster_mode") or "swarm") for h in hosts}
+    if len(set(modes.values())) > 1:
+        listed = ", ".join(f"{name}: {mode}" for name, mode in modes.items())
+        problems.append(f"`cluster_mode` differs between hosts ({listed}): set one for all hosts")
+    if set(modes.values()) != {"host"}:
+        problems += _group_problems(hosts)
+    problems += _key_problems(hosts, connector_keys)
+    unreachable = [h.name for h in hosts if not h.reachable]
+    if unreachable:
+        problems.append(
+            f"cannot connect to {', '.join(unreachable)}: check ssh_hostname / ssh_user / "
+            "ssh_key and that sshd runs, or take the host out of the inventory"
+        )
+    problems += _identity_problems(hosts)
+    return problems
+
+
+def _group_problems(hosts: list[HostSpec]) -> list[str]:
+    """Swarm mode: managers and workers (host mode runs a node on every host, any group)."""
+    problems: list[str] = []
     managers = [h for h in hosts if MANAGERS in h.groups]
     if not managers:
         problems.append("no host in group `managers`: put at least one host in `managers = [...]`")
@@ -298,6 +318,12 @@ def find_problems(hosts: Iterable[HostSpec], connector_keys: set[str]) -> list[s
             problems.append(f"{h.name} is in both `managers` and `workers`: keep it in one")
         elif not in_groups:
             problems.append(f"{h.name} is in neither `managers` nor `workers`: add it to one")
+    return problems
+
+
+def _key_problems(hosts: list[HostSpec], connector_keys: set[str]) -> list[str]:
+    """Unknown keys (with the closest known one), wrong types, failed value checks."""
+    problems: list[str] = []
     known = set(KNOWN_KEYS) | connector_keys
     for h in hosts:
         for key, value in sorted(h.data.items()):
@@ -326,12 +352,12 @@ def find_problems(hosts: Iterable[HostSpec], connector_keys: set[str]) -> list[s
                 continue
             if spec.check and (error := spec.check(value)):
                 problems.append(f"{h.name}: `{key}`: {error}")
-    unreachable = [h.name for h in hosts if not h.reachable]
-    if unreachable:
-        problems.append(
-            f"cannot connect to {', '.join(unreachable)}: check ssh_hostname / ssh_user / "
-            "ssh_key and that sshd runs, or take the host out of the inventory"
-        )
+    return problems
+
+
+def _identity_problems(hosts: list[HostSpec]) -> list[str]:
+    """Distinct advertise addresses and hostnames."""
+    problems: list[str] = []
     seen: dict[str, str] = {}
     for h in hosts:
         addr = h.data.get("swarm_advertise_addr")
@@ -347,7 +373,7 @@ def find_problems(hosts: Iterable[HostSpec], connector_keys: set[str]) -> list[s
             if h.hostname in names:
                 problems.append(
                     f"{h.name} and {names[h.hostname]} have the same hostname {h.hostname!r}: "
-                    "swarm nodes are addressed by hostname, give each host its own"
+                    "nodes are addressed by hostname, give each host its own"
                 )
             names[h.hostname] = h.name
     return problems

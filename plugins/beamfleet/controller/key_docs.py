@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from beamfleet.controller.deploys.cluster import CLUSTER_RUN_KEYS
+from beamfleet.controller.deploys.host_mode import HOST_KEYS
 from beamfleet.controller.deploys.swarm import SWARM_KEYS
 from beamfleet.controller.inventory import KeyTable
 
@@ -29,6 +30,7 @@ END = "<!-- END generated key table -->"
 DOCUMENTS: dict[str, tuple[KeyTable, ...]] = {
     "docs/cluster.md": CLUSTER_RUN_KEYS,
     "docs/swarm.md": (SWARM_KEYS,),
+    "docs/host-mode.md": (HOST_KEYS,),
 }
 
 

@@ -15,6 +15,7 @@ read from the acting manager's data (``--data key=value`` overrides it for a run
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,11 +24,17 @@ from pyinfra.api.exceptions import PyinfraError
 from pyinfra.api.host import Host
 from pyinfra.context import host, state
 
-from beamfleet.controller.deploys import images
-from beamfleet.controller.deploys.agent import AGENT_KEYS, AgentSettings, agent_service
+from beamfleet.controller.deploys import host_mode, images
+from beamfleet.controller.deploys.agent import AGENT_KEYS, AgentSettings, agent_name, agent_service
 from beamfleet.controller.deploys.app import APP_KEYS, AppSettings, app_service
 from beamfleet.controller.deploys.cookie import cookie_secret
-from beamfleet.controller.deploys.swarm import swarm_cluster, swarm_plan
+from beamfleet.controller.deploys.swarm import (
+    removal_targets,
+    remove_swarm_hosts,
+    swarm_cluster,
+    swarm_plan,
+)
+from beamfleet.controller.facts.beam import MeshReport, render_mesh
 from beamfleet.controller.inventory import (
     KeySpec,
     KeyTable,
@@ -36,6 +43,7 @@ from beamfleet.controller.inventory import (
     register_keys,
     validate_state,
 )
+from beamfleet.runtime.constants import COOKIE_MOUNT_PATH
 
 CLUSTER_KEYS = KeyTable(
     "Images, cookie, checks",
@@ -190,13 +198,60 @@ def deploy_services(
 
 
 def cluster() -> None:
-    """Everything for the current host (call from a deploy file)."""
+    """Everything for the current host (call from a deploy file); in host mode
+    (``cluster_mode: host``), :func:`beamfleet.controller.deploys.host_mode.host_cluster`."""
+    if host_mode.cluster_mode(state) == "host":
+        host_mode.host_cluster()
+        return
     swarm_cluster()
     settings = cluster_settings()
     app_image, agent_image = resolve_images(settings)
     images.distribute(wanted=[app_image, agent_image])
     if host.name == acting_manager().name:
         deploy_services(settings, app_image.ref, agent_image.ref, epmd=app_image.epmd)
+
+
+class MeshIncompleteError(PyinfraError):
+    """The application's nodes are not all connected to each other."""
+
+
+def check_mesh() -> None:
+    """``check.py``: print the mesh table (on one host) and fail unless it is complete."""
+    if host_mode.cluster_mode(state) == "host":
+        report = host_mode.check_host_mesh()
+        timeout = host_mode.host_settings().check_timeout
+    elif host.name == acting_manager().name:
+        settings = cluster_settings()
+        app = settings.app
+        report = host.get_fact(
+            MeshReport,
+            app=app.name,
+            basename=app.basename,
+            network=app.network,
+            agent=agent_name(app),
+            cookie_file=COOKIE_MOUNT_PATH,
+            timeout=settings.check_timeout,
+        )
+        timeout = settings.check_timeout
+    else:
+        return
+    if report is None:
+        return
+    # stderr: stdout stays clean for `pyinfra --json`
+    print(render_mesh(report), file=sys.stderr, flush=True)
+    if not report.get("complete"):
+        raise MeshIncompleteError(
+            f"the {report.get('app')} mesh is not complete after {timeout} s: "
+            + "; ".join(report.get("problems") or ["no report"])
+        )
+
+
+def remove_hosts(raw: str) -> None:
+    """``remove_host.py``: take the hosts named in ``raw`` (``a,b``) out of the cluster."""
+    if host_mode.cluster_mode(state) == "host":
+        host_mode.remove_from_hosts(set(removal_targets(raw)))
+    else:
+        remove_swarm_hosts(raw=raw)
 
 
 class RolloutError(PyinfraError):

@@ -12,7 +12,7 @@ includes): validate the inventory, install the engine on every host, then
   ``workers`` to ``managers`` is promoted, and back), labels and availability follow
   ``swarm_node_labels`` / ``swarm_availability``, overlay networks ``swarm_networks``.
 
-:func:`remove_hosts` (``deploys/remove_host.py --data remove=host3``) drains each host,
+:func:`remove_swarm_hosts` (``deploys/remove_host.py --data remove=host3``) drains each host,
 demotes it if it is a manager, makes it leave and removes its node, and refuses up front
 when that would leave fewer managers than a quorum of the current ones.
 """
@@ -296,7 +296,7 @@ def check_quorum(managers_now: list[str], removing: list[str]) -> None:
 
 
 @deploy("Remove hosts from the swarm")
-def remove_hosts(raw: str) -> None:
+def remove_swarm_hosts(raw: str) -> None:
     """Drain, demote, leave and remove the hosts named in ``raw`` (``a,b``)."""
     validate_state(state)
     targets = removal_targets(raw)

@@ -93,7 +93,8 @@ def render_mesh(report: dict[str, Any]) -> str:
     )
     lines = [
         f"{report.get('app')}: {report.get('desired')} desired, "
-        f"{len(report.get('running') or [])} running, {len(report.get('dns') or [])} in DNS, "
+        f"{len(report.get('running') or [])} running, "
+        f"{len(report.get('dns') or [])} {report.get('source') or 'in DNS'}, "
         f"{'complete' if report.get('complete') else 'INCOMPLETE'} mesh "
         f"after {report.get('seconds')} s"
     ]

@@ -1,0 +1,740 @@
+"""Host mode: the BEAM release run by systemd on every host, no Docker.
+
+``cluster_mode: host`` in the inventory. Every host of the inventory runs one node of the
+application; adding a host and running ``deploys/cluster.py`` again adds a node. On each
+host:
+
+* the Erlang runtime (Debian's ``erlang-base``) when the release bundles no ERTS;
+* the port mapper as a unit of its own, on loopback and the cluster address only (Debian's
+  ``epmd.socket``, on every interface, is masked);
+* the release unpacked per version under ``/opt/beamfleet/apps/<app>/releases``, adapted
+  so that the cookie never reaches a command line, and a ``current`` link;
+* the node as a hardened unit, running as its own user, named at start
+  ``<basename>@<the host's address on cluster_cidr>`` (or ``<basename>@<hostname>`` with
+  ``node_names: short``), distribution on a pinned port range and that address only;
+* the cookie, a 0400 file of that user, generated on the first host and copied host to
+  host at execution time, never shown;
+* beamfleet's runtime (a wheel built here, unpacked there) and the discovery agent, a unit
+  driving only its host's node; its peers come from ``discovery_dns`` or from the
+  inventory's hosts, written to a file it watches.
+
+A new release, or a change of the node's environment, rolls one host at a time: the node
+restarts on it and must be back in the complete mesh before the next host; one that is
+not is switched back and the run stops (:func:`~beamfleet.controller.operations.hosts.node_rolled`).
+
+Everything is decided while pyinfra plans, from one fact per host: a host that cannot
+run the release (glibc, architecture, OTP), a host without an address on
+``cluster_cidr``, two hosts with one node name, all stop the run before any host is
+changed. An unchanged run changes nothing.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+import secrets
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from weakref import WeakKeyDictionary
+
+from gevent.lock import Semaphore
+from pyinfra.api.exceptions import PyinfraError
+from pyinfra.api.facts import FactBase
+from pyinfra.api.host import Host
+from pyinfra.api.state import State
+from pyinfra.context import host, state
+from pyinfra.facts.deb import DebPackages
+from pyinfra.operations import apt, files, server
+from pyinfra.operations.util import any_changed
+from typing_extensions import override
+
+from beamfleet.controller import host_files
+from beamfleet.controller.deploys import images
+from beamfleet.controller.deploys.agent import AGENT_KEYS
+from beamfleet.controller.deploys.app import APP_KEYS
+from beamfleet.controller.facts.hosts import HostModeState, HostState
+from beamfleet.controller.host_files import HostPaths, NodeUnit
+from beamfleet.controller.host_release import (
+    PROBE,
+    HostRelease,
+    HostReleaseError,
+    HostRuntime,
+    compatibility_problems,
+    cookie_edits,
+    export_from_image,
+    inspect_tarball,
+    needs_erlang_base,
+)
+from beamfleet.controller.inventory import (
+    KeySpec,
+    KeyTable,
+    cidr,
+    positive,
+    register_keys,
+    validate_state,
+)
+from beamfleet.controller.operations import hosts as host_ops
+from beamfleet.controller.runtime_wheel import build_runtime_wheel, runtime_digest
+
+MODES = ("swarm", "host")
+# useradd's limit is 32 characters; a login name starts with a letter
+_USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
+# What the agent and the gate need on a host; the runtime when the release has no ERTS.
+AGENT_PACKAGES = ("python3", "python3-click", "python3-dnspython")
+ERLANG_PACKAGES = ("erlang-base",)
+DEBIAN_EPMD = "/usr/bin/epmd"
+
+
+def _one_of(*choices: str) -> Any:
+    def check(value: Any) -> str | None:
+        return None if value in choices else f"use one of {', '.join(choices)}"
+
+    return check
+
+
+def _user_name(value: Any) -> str | None:
+    if not _USER.fullmatch(value):
+        return (
+            "a login name: a lowercase letter or `_`, then lowercase letters, digits, `_` "
+            "or `-` (at most 32)"
+        )
+    return None
+
+
+def _port(value: Any) -> str | None:
+    return None if 1024 <= value <= 65535 else "a port from 1024 to 65535"
+
+
+HOST_KEYS = KeyTable(
+    "Host mode",
+    (
+        KeySpec(
+            "cluster_mode",
+            (str,),
+            "`swarm`: nodes are Swarm tasks; `host`: each host runs one node as a systemd "
+            "service (no Docker), see Host mode",
+            "swarm",
+            _one_of(*MODES),
+        ),
+        KeySpec(
+            "cluster_cidr",
+            (str,),
+            "host mode: the network whose address names each host's node "
+            "(`<basename>@<address>`), and the only one its distribution listens on",
+            check=cidr("10.0.0.0/24"),
+            default_doc="required with long names",
+        ),
+        KeySpec(
+            "node_names",
+            (str,),
+            "host mode: `long` (`<basename>@<address>`) or `short` "
+            "(`<basename>@<hostname>`, `-sname`; every host must resolve every hostname)",
+            "long",
+            _one_of("long", "short"),
+        ),
+        KeySpec(
+            "app_release",
+            (str,),
+            "host mode: a release tarball on the controller (`mix release`, rebar3 `tar`), "
+            "relative to where pyinfra runs",
+            default_doc="built from `app_build`",
+        ),
+        KeySpec(
+            "app_user",
+            (str,),
+            "host mode: the account the node and its agent run as (created as a system user)",
+            check=_user_name,
+            default_doc="`bf-<app_name>` (at most 32 characters)",
+        ),
+        KeySpec("dist_port_min", (int,), "host mode: lowest distribution port", 9100, _port),
+        KeySpec("dist_port_max", (int,), "host mode: highest distribution port", 9109, _port),
+        KeySpec(
+            "discovery_dns",
+            (str,),
+            "host mode: a DNS name whose A answers are the hosts, for the agents' peers",
+            default_doc="none: the inventory's hosts, in a file",
+        ),
+        KeySpec(
+            "roll_timeout",
+            (int,),
+            "host mode: seconds a restarted node has to be back in the complete mesh "
+            "(and the mesh to be complete before a roll) before the roll stops",
+            120,
+            positive,
+        ),
+    ),
+)
+register_keys(HOST_KEYS)
+
+
+class HostModeError(PyinfraError):
+    """Host mode cannot go on; the message names each problem and how to fix it."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        text = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"host mode needs fixing before anything is changed:\n{text}")
+
+
+def cluster_mode(run: State) -> str:
+    """``swarm`` or ``host``, from the first host's data (validation makes them agree)."""
+    first = next(iter(run.inventory), None)
+    return str(HOST_KEYS.value(first.data, "cluster_mode")) if first is not None else "swarm"
+
+
+@dataclass(frozen=True)
+class HostSettings:
+    """Host mode's settings, read from the first host's data."""
+
+    app: str
+    basename: str
+    user: str
+    env: dict[str, str]
+    build: str
+    release: str | None
+    cidr: ipaddress.IPv4Network | None
+    short_names: bool
+    dist_ports: tuple[int, int]
+    discovery_dns: str
+    roll_timeout: int
+    agent_port: int
+    agent_interval: float
+    cookie_file: str | None
+    check_timeout: int
+
+    @property
+    def paths(self) -> HostPaths:
+        return HostPaths(self.app)
+
+
+def host_settings(data_host: Host | None = None) -> HostSettings:
+    """Read the settings from a host's data (default: the inventory's first host)."""
+    data = (data_host or first_host()).data
+    problems: list[str] = []
+    app = str(APP_KEYS.value(data, "app_name"))
+    user = str(HOST_KEYS.value(data, "app_user") or f"bf-{app}"[:32])
+    network = HOST_KEYS.value(data, "cluster_cidr")
+    short = HOST_KEYS.value(data, "node_names") == "short"
+    net: ipaddress.IPv4Network | None = None
+    if network:
+        parsed = ipaddress.ip_network(network, strict=False)
+        if isinstance(parsed, ipaddress.IPv4Network):
+            net = parsed
+        else:
+            problems.append(f"`cluster_cidr` {network}: host mode names nodes by IPv4 address")
+    elif not short:
+        problems.append(
+            "`cluster_cidr` is not set: give the network whose address names each host's "
+            "node (e.g. `cluster_cidr: 10.0.0.0/24`), or `node_names: short`"
+        )
+    low = int(HOST_KEYS.value(data, "dist_port_min"))
+    high = int(HOST_KEYS.value(data, "dist_port_max"))
+    if low > high:
+        problems.append(f"`dist_port_min` ({low}) is above `dist_port_max` ({high})")
+    discovery = str(HOST_KEYS.value(data, "discovery_dns") or "")
+    if discovery and short:
+        problems.append(
+            "`discovery_dns` gives addresses, but `node_names: short` names nodes by hostname: "
+            "leave `discovery_dns` unset (the agents then read the inventory's hosts)"
+        )
+    if problems:
+        raise HostModeError(problems)
+    from beamfleet.controller.deploys.cluster import CLUSTER_KEYS  # noqa: PLC0415 (cycle)
+
+    return HostSettings(
+        app=app,
+        basename=str(APP_KEYS.value(data, "app_basename") or app),
+        user=user,
+        env={str(k): str(v) for k, v in dict(APP_KEYS.value(data, "app_env")).items()},
+        build=str(APP_KEYS.value(data, "app_build")),
+        release=HOST_KEYS.value(data, "app_release"),
+        cidr=net,
+        short_names=short,
+        dist_ports=(low, high),
+        discovery_dns=discovery,
+        roll_timeout=int(HOST_KEYS.value(data, "roll_timeout")),
+        agent_port=int(AGENT_KEYS.value(data, "agent_port")),
+        agent_interval=float(AGENT_KEYS.value(data, "agent_interval")),
+        cookie_file=CLUSTER_KEYS.value(data, "cookie_file"),
+        check_timeout=int(CLUSTER_KEYS.value(data, "check_timeout")),
+    )
+
+
+def first_host() -> Host:
+    """The host whose data holds the settings and whose shell makes the first cookie."""
+    return next(iter(state.inventory))
+
+
+class HostRuntimeProbe(FactBase[HostRuntime]):
+    """
+    What a host offers a release: glibc, Debian version, architecture, Erlang.
+
+    .. code:: python
+
+        runtime = host.get_fact(HostRuntimeProbe)
+    """
+
+    @override
+    def command(self) -> str:
+        return PROBE
+
+    @override
+    @staticmethod
+    def default() -> HostRuntime:
+        return HostRuntime()
+
+    @override
+    def process(self, output: list[str]) -> HostRuntime:
+        return HostRuntime.parse("\n".join(output))
+
+
+@dataclass(frozen=True)
+class HostNode:
+    """One host's part of the plan."""
+
+    node: str
+    address: str
+    facts: HostState
+    runtime: HostRuntime
+
+
+@dataclass
+class HostPlan:
+    """What the run will do, decided once for all hosts."""
+
+    settings: HostSettings
+    release: HostRelease
+    release_archive: Path
+    wheel: Path
+    salt: str
+    nodes: dict[str, HostNode] = field(default_factory=dict)
+    cookie_source: str | None = None  # the host whose cookie the others get; None: generate
+
+    @property
+    def node_names(self) -> list[str]:
+        return [n.node for n in self.nodes.values()]
+
+    @property
+    def cookie_value(self) -> str | None:
+        """The user's cookie (``cookie_file`` on the controller), when given."""
+        if not self.settings.cookie_file:
+            return None
+        from beamfleet.runtime.erlang_dist import read_cookie_file  # noqa: PLC0415
+
+        return read_cookie_file(self.settings.cookie_file, private=True, strong=True)
+
+
+def _release(settings: HostSettings) -> tuple[Path, HostRelease]:
+    """The release tarball (given, or exported from the image built from ``app_build``)."""
+    if settings.release:
+        path = Path(settings.release)
+        if not path.is_file():
+            raise HostModeError(
+                [f"`app_release` {path} is not a file here ({Path.cwd()}): give a release tarball"]
+            )
+    else:
+        built = images.build(
+            images.APP_REPO_DEFAULT, images.app_context(Path(settings.build)), archive=False
+        )
+        assert built.image_id is not None  # built here
+        layout = images.inspect_release(built.ref, built.image_id)
+        if layout.script is None:
+            raise HostModeError(
+                [
+                    f"the image built from {settings.build} runs plain `erl`, not a release: "
+                    "host mode runs a release (mix release, rebar3); give `app_release`"
+                ]
+            )
+        root = layout.script.rsplit("/bin/", 1)[0]
+        path = export_from_image(built.image_id, root, images.cache_dir() / "releases")
+    try:
+        return path, inspect_tarball(path)
+    except HostReleaseError as exc:
+        raise HostModeError([f"{path}: {exc}"]) from exc
+
+
+_plans: WeakKeyDictionary[State, HostPlan] = WeakKeyDictionary()
+_plan_lock = Semaphore()
+
+
+def host_plan(run: State) -> HostPlan:
+    """The run's plan (computed once, shared by every host's planning); raises
+    :class:`HostModeError` listing every problem before any host is changed."""
+    with _plan_lock:
+        plan = _plans.get(run)
+        if plan is None:
+            plan = _make_plan(run)
+            _plans[run] = plan
+        return plan
+
+
+def _make_plan(run: State) -> HostPlan:
+    settings = host_settings()
+    archive, release = _release(settings)
+    wheel = build_runtime_wheel(images.cache_dir() / "runtime")
+    plan = HostPlan(settings, release, archive, wheel, secrets.token_hex(16))
+    paths = settings.paths
+    units = (host_files.EPMD_UNIT, paths.node_unit, paths.agent_unit)
+    problems: list[str] = []
+    names: dict[str, str] = {}
+    for member in run.inventory:
+        facts = member.get_fact(
+            HostModeState, app_dir=paths.app_dir, cookie=paths.cookie, salt=plan.salt,
+            files=paths.files(), units=units,
+        )  # fmt: skip
+        runtime = member.get_fact(HostRuntimeProbe)
+        problems += compatibility_problems(release, runtime, member.name)
+        address = ""
+        if settings.cidr is not None:
+            found = facts.addresses_in(settings.cidr)
+            if len(found) != 1:
+                have = ", ".join(str(a) for a in facts.addresses) or "none"
+                problems.append(
+                    f"{member.name} has {'no' if not found else len(found)} address(es) on "
+                    f"cluster_cidr {settings.cidr} (its IPv4 addresses: {have}): each host "
+                    "needs exactly one, it names the node"
+                )
+                continue
+            address = found[0]
+        suffix = facts.hostname if settings.short_names else address
+        if not suffix:
+            problems.append(f"{member.name}: its hostname could not be read")
+            continue
+        node = f"{settings.basename}@{suffix}"
+        if node in names:
+            problems.append(f"{member.name} and {names[node]} would both run {node}")
+        names[node] = member.name
+        plan.nodes[member.name] = HostNode(node, address, facts, runtime)
+    if problems:
+        raise HostModeError(problems)
+    with_cookie = [name for name, n in plan.nodes.items() if n.facts.cookie_digest]
+    plan.cookie_source = with_cookie[0] if with_cookie else None
+    return plan
+
+
+def _node_unit(plan: HostPlan) -> NodeUnit:
+    s = plan.settings
+    return NodeUnit(
+        name=plan.release.name,
+        kind=plan.release.kind,
+        version=plan.release.version,
+        user=s.user,
+        basename=s.basename,
+        cidr=str(s.cidr or ""),
+        short_names=s.short_names,
+        dist_ports=s.dist_ports,
+        env=s.env,
+    )
+
+
+def _mask_debian_epmd() -> None:
+    links = [
+        files.link(
+            name=f"Mask Debian's {unit} (it listens on every interface)",
+            path=f"/etc/systemd/system/{unit}",
+            target="/dev/null",
+        )
+        for unit in host_files.DEBIAN_EPMD_UNITS
+    ]
+    server.shell(
+        name="Stop Debian's port mapper",
+        commands=[
+            "systemctl daemon-reload",
+            "systemctl stop " + " ".join(host_files.DEBIAN_EPMD_UNITS) + " 2>/dev/null || true",
+        ],
+        _if=any_changed(*links),
+    )
+
+
+def _packages(release: HostRelease) -> None:
+    wanted = list(AGENT_PACKAGES) + (list(ERLANG_PACKAGES) if needs_erlang_base(release) else [])
+    installed = host.get_fact(DebPackages)
+    if all(p in installed for p in wanted):
+        return
+    apt.update(name="Update apt's package lists (packages are missing)")
+    apt.packages(name=f"Install {', '.join(wanted)}", packages=wanted, no_recommends=True)
+
+
+def _account(s: HostSettings) -> None:
+    server.group(name=f"Group {s.user}", group=s.user, system=True)
+    server.user(
+        name=f"User {s.user} (runs the node and its agent)",
+        user=s.user,
+        group=s.user,
+        system=True,
+        home=s.paths.state,
+        create_home=False,
+        shell="/usr/sbin/nologin",
+    )
+    for directory in (host_files.BIN, host_files.RUNTIME, s.paths.releases, s.paths.etc):
+        files.directory(
+            name=f"Directory {directory}", path=directory, mode="755", user="root", group="root"
+        )
+
+
+def _cookie(plan: HostPlan, me: HostNode) -> None:
+    paths, user = plan.settings.paths, plan.settings.user
+    value = plan.cookie_value
+    if value is not None:
+        # the user's cookie: written where the host's differs (compared by salted digest)
+        from hashlib import sha256  # noqa: PLC0415
+
+        wanted = sha256((plan.salt + value).encode()).hexdigest()
+        if me.facts.cookie_digest != wanted:
+            host_ops.cookie_copied(
+                name="The cluster's cookie (from cookie_file)",
+                path=paths.cookie,
+                user=user,
+                value=value,
+            )
+        return
+    if plan.cookie_source is None:
+        if host.name == first_host().name:
+            host_ops.cookie_generated(
+                name="Generate the cluster's cookie", path=paths.cookie, user=user, present=False
+            )
+        source = first_host()
+    else:
+        source = state.inventory.get_host(plan.cookie_source)
+    source_digest = plan.nodes[source.name].facts.cookie_digest
+    if host.name != source.name and (
+        source_digest is None or me.facts.cookie_digest != source_digest
+    ):
+        host_ops.cookie_copied(
+            name=f"The cluster's cookie, copied from {source.name}",
+            path=paths.cookie,
+            user=user,
+            source=source,
+        )
+
+
+def _release_files(plan: HostPlan, me: HostNode) -> str:
+    """Unpack the release (and the runtime); returns the release's directory."""
+    release, paths = plan.release, plan.settings.paths
+    target = f"{paths.releases}/{release.install_name}"
+    strip = "--strip-components=1 " if release.prefix else ""
+    host_ops.archive_unpacked(
+        name=f"Release {release.name} {release.version} ({release.install_name})",
+        archive=str(plan.release_archive),
+        directory=target,
+        present=release.install_name in me.facts.releases,
+        unpack=f'tar -xzf "$archive" -C "$target" {strip}--no-same-owner',
+        # the edits name the files where they are unpacked, before the move into place
+        after=(*cookie_edits(release, f"{target}.tmp"), 'chmod -R go-w "$target"'),
+    )
+    if not needs_erlang_base(release) and me.facts.epmd is None:
+        server.shell(
+            name="A stable port mapper binary (copied from the release's ERTS)",
+            commands=[
+                f"install -m 755 {target}/erts-{release.erts_version}/bin/epmd "
+                f"{host_files.BIN}/epmd"
+            ],
+        )
+    digest = runtime_digest(plan.wheel)
+    runtime_dir = f"{host_files.RUNTIME}/{digest}"
+    host_ops.archive_unpacked(
+        name=f"beamfleet runtime {digest}",
+        archive=str(plan.wheel),
+        directory=runtime_dir,
+        present=me.facts.runtime == digest,
+        unpack='python3 -m zipfile -e "$archive" "$target"',
+        after=(
+            'chmod 755 "$target/beamfleet/assets/beamfleet-nodename" '
+            '"$target/beamfleet/assets/release/beamfleet-entrypoint"',
+            'chmod -R go-w "$target"',
+        ),
+    )
+    files.link(name="Runtime in use", path=f"{host_files.RUNTIME}/current", target=digest)
+    for name, asset in (
+        ("beamfleet-nodename", "beamfleet-nodename"),
+        ("beamfleet-entrypoint", "release/beamfleet-entrypoint"),
+    ):
+        files.link(
+            name=f"{host_files.BIN}/{name}",
+            path=f"{host_files.BIN}/{name}",
+            target=f"{host_files.RUNTIME}/current/beamfleet/assets/{asset}",
+        )
+    return target
+
+
+def _file(me: HostNode, path: str, content: str, mode: str = "644") -> bool:
+    """Write ``content`` unless the host has it; whether it changes."""
+    wanted = host_files.digest(content)
+    have = me.facts.files.get(path)
+    host_ops.file_content(
+        name=f"File {path}", path=path, content=content, digest=have, wanted=wanted, mode=mode
+    )
+    return have != wanted
+
+
+def host_cluster() -> None:
+    """Everything host mode does on the current host (call from a deploy file)."""
+    validate_state(state)
+    plan = host_plan(state)
+    me = plan.nodes[host.name]
+    s, paths = plan.settings, plan.settings.paths
+    _mask_debian_epmd()
+    _packages(plan.release)
+    _account(s)
+    _cookie(plan, me)
+    target = _release_files(plan, me)
+    epmd = DEBIAN_EPMD if needs_erlang_base(plan.release) else f"{host_files.BIN}/epmd"
+    changed_launcher = _file(me, f"{host_files.BIN}/beamfleet", host_files.launcher(), "755")
+    epmd_changed = _file(
+        me, paths.unit_path(host_files.EPMD_UNIT), host_files.epmd_unit(epmd, me.address)
+    )
+    node = _node_unit(plan)
+    node_changed = _file(me, paths.unit_path(paths.node_unit), host_files.node_unit(paths, node))
+    node_changed |= _file(me, paths.node_env, host_files.node_env(paths, node))
+    _file(me, paths.nodes, host_files.nodes_file(plan.node_names))
+    agent_changed = _file(
+        me,
+        paths.agent_config,
+        host_files.agent_config(
+            paths, basename=s.basename, discovery_dns=s.discovery_dns,
+            cidr=str(s.cidr or ""), port=s.agent_port, interval=s.agent_interval,
+        ),
+    )  # fmt: skip
+    agent_changed |= _file(
+        me, paths.unit_path(paths.agent_unit), host_files.agent_unit(paths, s.user)
+    )
+    agent_changed |= changed_launcher or me.facts.runtime != runtime_digest(plan.wheel)
+    active = [u for u, st in me.facts.active.items() if st == "active"]
+    host_ops.units_started(
+        name="Port mapper",
+        units=[host_files.EPMD_UNIT],
+        restart=[host_files.EPMD_UNIT]
+        if epmd_changed and me.facts.is_active(host_files.EPMD_UNIT)
+        else [],
+        reload=epmd_changed or node_changed or agent_changed,
+        active=active,
+    )
+    if me.facts.current is None:
+        # a new node: started on every new host at once (check.py proves the mesh)
+        host_ops.node_rolled(
+            name=f"Start node {me.node} on {plan.release.install_name}",
+            current=paths.current, target=target, unit=paths.node_unit, nodes_file=paths.nodes,
+            cookie=paths.cookie, timeout=s.roll_timeout, node=me.node, first_start=True,
+        )  # fmt: skip
+    elif me.facts.current != plan.release.install_name or node_changed or epmd_changed:
+        # after every new node has started: the gate expects them
+        host_ops.node_rolled(
+            name=f"Roll node {me.node} to {plan.release.install_name}",
+            current=paths.current, target=target, unit=paths.node_unit, nodes_file=paths.nodes,
+            cookie=paths.cookie, timeout=s.roll_timeout, node=me.node, first_start=False,
+            _serial=True,
+        )  # fmt: skip
+    else:
+        host_ops.units_started(name=f"Node {me.node}", units=[paths.node_unit], active=active)
+    host_ops.units_started(
+        name="Discovery agent",
+        units=[paths.agent_unit],
+        restart=[paths.agent_unit]
+        if agent_changed and me.facts.is_active(paths.agent_unit)
+        else [],
+        active=active,
+    )
+
+
+class HostMeshReport(FactBase[dict[str, Any]]):
+    """
+    The mesh as the nodes see it, asked from a host with the runtime and the cookie
+    (``beamfleet mesh``); the discovery name's answers there when given.
+
+    + nodes: every node of the cluster
+    + cookie: the cookie file on that host
+    + timeout: seconds to wait for a complete mesh
+    + discovery_dns: the agents' DNS name, or ""
+
+    .. code:: python
+
+        report = host.get_fact(HostMeshReport, nodes=("demo@10.0.0.1",), cookie=paths.cookie,
+                               timeout=60, discovery_dns="")
+    """
+
+    @override
+    def command(self, nodes: tuple[str, ...], cookie: str, timeout: int, discovery_dns: str) -> str:
+        lookup = ""
+        if discovery_dns:
+            lookup = (
+                f"getent ahostsv4 {shlex.quote(discovery_dns)} | "
+                "awk '{ print \"dns\", $1 }' | sort -u; "
+            )
+        mesh = shlex.join(
+            [f"{host_files.BIN}/beamfleet", "mesh", "--json", "--cookie-file", cookie,
+             "--timeout", str(timeout), *nodes]
+        )  # fmt: skip
+        # the report is printed whether the mesh is complete or not
+        return f"{lookup}{mesh} 2>/dev/null; true"
+
+    @override
+    @staticmethod
+    def default() -> dict[str, Any]:
+        return {}
+
+    @override
+    def process(self, output: list[str]) -> dict[str, Any]:
+        dns = [line.split()[1] for line in output if line.startswith("dns ")]
+        reports = [line for line in output if line.startswith("{")]
+        report: dict[str, Any] = json.loads(reports[-1]) if reports else {}
+        report["dns"] = dns
+        return report
+
+
+def check_host_mesh() -> dict[str, Any] | None:
+    """On the first host: the mesh report ``check.py`` prints (None on the other hosts)."""
+    validate_state(state)
+    if host.name != first_host().name:
+        return None
+    plan = host_plan(state)
+    s = plan.settings
+    raw = host.get_fact(
+        HostMeshReport, nodes=tuple(plan.node_names), cookie=s.paths.cookie,
+        timeout=s.check_timeout, discovery_dns=s.discovery_dns,
+    )  # fmt: skip
+    nodes: dict[str, Any] = raw.get("nodes") or {}
+    problems = list(raw.get("problems") or [])
+    if not raw:
+        problems = [f"`beamfleet mesh` gave no report on {host.name}: is the runtime installed "
+                    "(run deploys/cluster.py)?"]  # fmt: skip
+    return {
+        "app": s.app,
+        "desired": len(plan.node_names),
+        "running": [n.rsplit("@", 1)[1] for n, v in nodes.items() if v.get("ok")],
+        "dns": raw.get("dns")
+        if s.discovery_dns
+        else [n.rsplit("@", 1)[1] for n in plan.node_names],
+        "source": f"in {s.discovery_dns}" if s.discovery_dns else "in the nodes file",
+        "nodes": nodes,
+        "missing": raw.get("missing") or {},
+        "problems": problems,
+        "complete": bool(raw.get("complete")),
+        "seconds": raw.get("seconds"),
+    }
+
+
+def remove_from_hosts(names: set[str]) -> None:
+    """Host mode's ``remove_host.py``: stop the named hosts' node, agent and port mapper
+    (the node stops cleanly: its peers see one nodedown); the others' nodes file drops them."""
+    validate_state(state)
+    unknown = names - {h.name for h in state.inventory}
+    if unknown:
+        raise HostModeError([f"not in the inventory: {', '.join(sorted(unknown))}"])
+    if len(names) >= len(state.inventory):
+        raise HostModeError(["that would remove every host: remove fewer"])
+    plan = host_plan(state)
+    paths = plan.settings.paths
+    me = plan.nodes[host.name]
+    if host.name in names:
+        units = [paths.agent_unit, paths.node_unit, host_files.EPMD_UNIT]
+        running = [u for u in units if me.facts.is_active(u)]
+        server.shell(
+            name=f"Stop and disable {', '.join(units)}",
+            commands=[f"systemctl disable --now {' '.join(running)}"] if running else [],
+        )
+        return
+    kept = [n.node for name, n in plan.nodes.items() if name not in names]
+    _file(me, paths.nodes, host_files.nodes_file(kept))

@@ -1,0 +1,139 @@
+"""What host mode writes on a host: units, the node's environment, the agent's settings,
+and the fact that reads a host back."""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import subprocess
+import tomllib
+from importlib import resources
+from pathlib import Path
+
+import pytest
+
+from beamfleet.controller import host_files
+from beamfleet.controller.facts.hosts import parse_host_state
+from beamfleet.controller.host_files import HostPaths, NodeUnit
+from beamfleet.runtime.discovery.config import load_config
+
+PATHS = HostPaths("demo")
+UNIT = NodeUnit(
+    name="demo", kind="elixir", version="0.1.0", user="bf-demo", basename="demo",
+    cidr="10.232.1.0/24", short_names=False, dist_ports=(9100, 9109),
+    env={"GREETING": 'say "hi" \\ bye', "PORT": "4000"},
+)  # fmt: skip
+
+
+def _systemd_env(text: str) -> dict[str, str]:
+    """Read an EnvironmentFile the way systemd does for the values we write (quoted)."""
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        key, _, value = line.partition("=")
+        assert value.startswith('"') and value.endswith('"'), line
+        body, result, i = value[1:-1], "", 0
+        while i < len(body):
+            if body[i] == "\\":
+                i += 1
+            result += body[i]
+            i += 1
+        out[key] = result
+    return out
+
+
+def test_node_env_names_from_the_cidr_and_pins_distribution() -> None:
+    env = _systemd_env(host_files.node_env(PATHS, UNIT))
+    assert env["BEAMFLEET_CIDR"] == "10.232.1.0/24"
+    assert env["BEAMFLEET_DIST_INTERFACE"] == "1"
+    assert env["ERL_AFLAGS"] == (
+        "-kernel inet_dist_listen_min 9100 inet_dist_listen_max 9109 -start_epmd false"
+    )
+    assert env["HOME"] == "/var/lib/beamfleet/demo"
+    assert env["BEAMFLEET_COOKIE_FILE"] == "/etc/beamfleet/demo/cookie"
+    assert env["GREETING"] == 'say "hi" \\ bye'
+    assert "BEAMFLEET_PROVIDER" not in env
+
+
+def test_short_names_come_from_the_hostname() -> None:
+    unit = NodeUnit(**{**UNIT.__dict__, "short_names": True, "cidr": ""})
+    env = _systemd_env(host_files.node_env(PATHS, unit))
+    assert env["BEAMFLEET_PROVIDER"] == "hostname"
+    assert "BEAMFLEET_CIDR" not in env and "BEAMFLEET_DIST_INTERFACE" not in env
+
+
+def test_node_unit_runs_the_current_release_behind_the_entrypoint() -> None:
+    text = host_files.node_unit(PATHS, UNIT)
+    assert (
+        "ExecStart=/opt/beamfleet/bin/beamfleet-entrypoint elixir "
+        "/opt/beamfleet/apps/demo/current/bin/demo start\n"
+    ) in text
+    assert "User=bf-demo\n" in text and "NoNewPrivileges=yes\n" in text
+    assert "Requires=beamfleet-epmd.service\n" in text
+    rebar = host_files.node_unit(PATHS, NodeUnit(**{**UNIT.__dict__, "kind": "rebar3"}))
+    assert rebar.split("ExecStart=")[1].split("\n")[0].endswith("/bin/demo foreground")
+
+
+def test_epmd_listens_on_loopback_and_the_cluster_address_only() -> None:
+    text = host_files.epmd_unit("/usr/bin/epmd", "10.232.1.11")
+    assert "ExecStart=/usr/bin/epmd -address 127.0.0.1,10.232.1.11 -port 4369\n" in text
+    assert "ExecStart=/usr/bin/epmd -port 4369\n" in host_files.epmd_unit("/usr/bin/epmd", "")
+
+
+@pytest.mark.parametrize("dns", ["hosts.lab.beamfleet.test", ""])
+def test_agent_config_is_valid_for_the_agent(dns: str, tmp_path: Path) -> None:
+    text = host_files.agent_config(
+        PATHS, basename="demo", discovery_dns=dns, cidr="10.232.1.0/24", port=9568, interval=1
+    )
+    parsed = tomllib.loads(text)
+    assert parsed["ownership"] == "local-epmd"
+    assert parsed["source"] == [
+        {"kind": "dns", "arg": dns, "basename": "demo"}
+        if dns
+        else {"kind": "file", "arg": "/etc/beamfleet/demo/nodes", "basename": "demo"}
+    ]
+    # the agent itself accepts it (with the cookie file somewhere it exists)
+    cookie = tmp_path / "cookie"
+    cookie.write_text("c" * 32)
+    cookie.chmod(0o400)
+    config_file = tmp_path / "agent.toml"
+    config_file.write_text(text.replace(PATHS.cookie, str(cookie)))
+    config = load_config({}, [], env={}, config_file=str(config_file))
+    assert config.ownership == "local-epmd"
+
+
+def test_nodes_file_lists_every_node() -> None:
+    text = host_files.nodes_file(["demo@10.0.0.1", "demo@10.0.0.2"])
+    assert [ln for ln in text.splitlines() if not ln.startswith("#")] == [
+        "demo@10.0.0.1",
+        "demo@10.0.0.2",
+    ]
+
+
+def test_host_state_script_reads_a_host(tmp_path: Path) -> None:
+    """The fact's script, run here on a made-up layout, and its parser."""
+    app_dir = tmp_path / "apps" / "demo"
+    (app_dir / "releases" / "0.1.0-aaaa").mkdir(parents=True)
+    (app_dir / "releases" / "0.2.0-bbbb").mkdir()
+    (app_dir / "current").symlink_to("releases/0.2.0-bbbb")
+    cookie = tmp_path / "cookie"
+    cookie.write_text("secret-cookie-value")
+    unit = tmp_path / "demo.service"
+    unit.write_text("[Unit]\n")
+    script = resources.files("beamfleet").joinpath("assets/remote/host_state.sh").read_text()
+    out = subprocess.run(
+        ["sh", "-c", script, "host_state.sh", str(app_dir), str(cookie), "salt",
+         str(unit), str(tmp_path / "absent"), "--", "no-such.service"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert "secret-cookie-value" not in out
+    state = parse_host_state(out.splitlines())
+    assert state.current == "0.2.0-bbbb"
+    assert state.releases == {"0.1.0-aaaa", "0.2.0-bbbb"}
+    assert state.cookie_digest == hashlib.sha256(b"saltsecret-cookie-value").hexdigest()
+    assert state.files == {str(unit): host_files.digest("[Unit]\n")}
+    assert state.hostname
+    assert state.active.get("no-such.service") != "active"
+    loopback = ipaddress.IPv4Network("127.0.0.0/8")
+    assert state.addresses_in(loopback) == ["127.0.0.1"]
