@@ -1,17 +1,28 @@
 #!/bin/sh
-# Roll one host's node to another release, gated on the mesh, with rollback.
+# Start or roll one host's node, gated on the mesh, with rollback.
 #
-#  1. Wait until the mesh is complete without touching this node (a host that is still
-#     coming back is waited for; rolling now would take a second node out).
-#  2. Point CURRENT at TARGET and restart UNIT (the node stops cleanly: one nodedown).
-#  3. Wait until every node of NODES_FILE lists every other one, this node included.
-#  4. If it does not within TIMEOUT seconds: point CURRENT back at the previous release,
-#     restart, wait again, and fail naming NODE and what the gate saw.
+# The node's unit and environment (CONFIG) reach the host as <file>.staged: only this
+# script puts them in place, right before it (re)starts the node, so what is in place is
+# always what the node runs with.
 #
-# usage: host_roll.sh CURRENT TARGET UNIT NODES_FILE COOKIE TIMEOUT NODE
+# start: put the staged CONFIG in place, point CURRENT at TARGET, enable and start UNIT.
+#        No gate: every new node starts at once (check.py proves the mesh).
+# roll:  1. Wait until the mesh is complete without touching this node (a host that is
+#           still coming back is waited for; rolling now would take a second node out).
+#        2. Put the staged CONFIG in place (the replaced files kept as <file>.previous),
+#           point CURRENT at TARGET, restart UNIT (the node stops cleanly: one nodedown).
+#        3. Wait until every node of NODES_FILE lists every other one, this node included.
+#        4. If it does not within TIMEOUT seconds: put back the previous release and
+#           CONFIG, restart, wait again, and fail naming NODE and what the gate saw.
+#
+# usage: host_roll.sh start|roll CURRENT TARGET UNIT NODES_FILE COOKIE TIMEOUT NODE [CONFIG...]
 set -u
-[ $# -eq 7 ] || { echo "usage: $0 CURRENT TARGET UNIT NODES_FILE COOKIE TIMEOUT NODE" >&2; exit 2; }
-current=$1 target=$2 unit=$3 nodes=$4 cookie=$5 timeout=$6 node=$7
+[ $# -ge 8 ] || {
+    echo "usage: $0 start|roll CURRENT TARGET UNIT NODES_FILE COOKIE TIMEOUT NODE [CONFIG...]" >&2
+    exit 2
+}
+mode=$1 current=$2 target=$3 unit=$4 nodes=$5 cookie=$6 timeout=$7 node=$8
+shift 8
 beamfleet=/opt/beamfleet/bin/beamfleet
 
 gate() { # seconds -> prints what was missing on failure
@@ -20,6 +31,33 @@ gate() { # seconds -> prints what was missing on failure
 switch() {
     ln -sfn "$1" "$current.new" && mv -T "$current.new" "$current"
 }
+install_staged() { # CONFIG... : staged files in place, the replaced ones kept
+    for f do
+        [ -f "$f.staged" ] || continue
+        if [ -f "$f" ]; then cp -p "$f" "$f.previous"; else rm -f "$f.previous"; fi
+        mv -f "$f.staged" "$f"
+    done
+}
+restore_previous() { # CONFIG... : prints the names of the files put back
+    for f do
+        if [ -f "$f.previous" ]; then
+            mv -f "$f.previous" "$f" && printf ' %s' "${f##*/}"
+        fi
+    done
+}
+forget_previous() {
+    for f do rm -f "$f.previous"; done
+}
+
+case $mode in
+start)
+    install_staged "$@"
+    forget_previous "$@"
+    switch "$target" && systemctl daemon-reload && systemctl enable --now "$unit"
+    exit ;;
+roll) ;;
+*) echo "$0: unknown mode $mode (start or roll)" >&2; exit 2 ;;
+esac
 
 previous=$(readlink "$current" 2>/dev/null || true)
 if ! seen=$(gate "$timeout"); then
@@ -27,10 +65,12 @@ if ! seen=$(gate "$timeout"); then
     echo "$seen" >&2
     exit 1
 fi
+install_staged "$@"
 systemctl daemon-reload
 switch "$target" || exit 1
 systemctl restart "$unit"
 if seen=$(gate "$timeout"); then
+    forget_previous "$@"
     # keep the running release and the one before it
     keep_a=${target##*/} keep_b=${previous##*/}
     for r in "${target%/*}"/*; do
@@ -42,13 +82,15 @@ fi
 echo "$node: release ${target##*/} did not join the complete mesh within ${timeout} s:" >&2
 echo "$seen" >&2
 echo "--- last lines of $unit:" >&2
-journalctl -u "$unit" -n 15 --no-pager -o cat 2>/dev/null >&2 || true
-if [ -n "$previous" ] && [ "$previous" != "$target" ]; then
-    switch "$previous" && systemctl restart "$unit"
-    if gate "$timeout" >/dev/null; then
-        echo "$node: rolled back to ${previous##*/}, back in the complete mesh" >&2
-    else
-        echo "$node: rolled back to ${previous##*/}, which has not rejoined the mesh either" >&2
-    fi
+journalctl -u "$unit" -n 15 --no-pager -o cat >&2 2>/dev/null || true
+restored=$(restore_previous "$@")
+[ -z "$restored" ] || systemctl daemon-reload
+[ -z "$previous" ] || switch "$previous"
+systemctl restart "$unit"
+back="${previous##*/}${restored:+ and the previous$restored}"
+if gate "$timeout" >/dev/null; then
+    echo "$node: rolled back to $back, back in the complete mesh" >&2
+else
+    echo "$node: rolled back to $back, which has not rejoined the mesh either" >&2
 fi
 exit 1

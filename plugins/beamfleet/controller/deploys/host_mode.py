@@ -306,12 +306,28 @@ class HostPlan:
     """What the run will do, decided once for all hosts."""
 
     settings: HostSettings
-    release: HostRelease
-    release_archive: Path
-    wheel: Path
     salt: str
+    # what a deploy ships (None for check.py and remove_host.py, which ship nothing)
+    shipment: tuple[HostRelease, Path, Path] | None = None  # release, its tarball, the wheel
     nodes: dict[str, HostNode] = field(default_factory=dict)
     cookie_source: str | None = None  # the host whose cookie the others get; None: generate
+
+    def _shipped(self) -> tuple[HostRelease, Path, Path]:
+        if self.shipment is None:
+            raise RuntimeError("this plan ships nothing (made for a check or a removal)")
+        return self.shipment
+
+    @property
+    def release(self) -> HostRelease:
+        return self._shipped()[0]
+
+    @property
+    def release_archive(self) -> Path:
+        return self._shipped()[1]
+
+    @property
+    def wheel(self) -> Path:
+        return self._shipped()[2]
 
     @property
     def node_names(self) -> list[str]:
@@ -360,22 +376,28 @@ _plans: WeakKeyDictionary[State, HostPlan] = WeakKeyDictionary()
 _plan_lock = Semaphore()
 
 
-def host_plan(run: State) -> HostPlan:
+def host_plan(run: State, *, ship: bool = True) -> HostPlan:
     """The run's plan (computed once, shared by every host's planning); raises
-    :class:`HostModeError` listing every problem before any host is changed."""
+    :class:`HostModeError` listing every problem before any host is changed.
+
+    ``ship``: a deploy's plan, with the release (built or given, checked against every
+    host) and the runtime wheel; without, only the hosts' nodes (check, removal)."""
     with _plan_lock:
         plan = _plans.get(run)
         if plan is None:
-            plan = _make_plan(run)
+            plan = _make_plan(run, ship)
             _plans[run] = plan
         return plan
 
 
-def _make_plan(run: State) -> HostPlan:
+def _make_plan(run: State, ship: bool) -> HostPlan:
     settings = host_settings()
-    archive, release = _release(settings)
-    wheel = build_runtime_wheel(images.cache_dir() / "runtime")
-    plan = HostPlan(settings, release, archive, wheel, secrets.token_hex(16))
+    plan = HostPlan(settings, secrets.token_hex(16))
+    release: HostRelease | None = None
+    if ship:
+        archive, release = _release(settings)
+        wheel = build_runtime_wheel(images.cache_dir() / "runtime")
+        plan.shipment = (release, archive, wheel)
     paths = settings.paths
     units = (host_files.EPMD_UNIT, paths.node_unit, paths.agent_unit)
     problems: list[str] = []
@@ -385,8 +407,9 @@ def _make_plan(run: State) -> HostPlan:
             HostModeState, app_dir=paths.app_dir, cookie=paths.cookie, salt=plan.salt,
             files=paths.files(), units=units,
         )  # fmt: skip
-        runtime = member.get_fact(HostRuntimeProbe)
-        problems += compatibility_problems(release, runtime, member.name)
+        runtime = member.get_fact(HostRuntimeProbe) if release else HostRuntime()
+        if release is not None:
+            problems += compatibility_problems(release, runtime, member.name)
         address = ""
         if settings.cidr is not None:
             found = facts.addresses_in(settings.cidr)
@@ -560,13 +583,17 @@ def _release_files(plan: HostPlan, me: HostNode) -> str:
     return target
 
 
-def _file(me: HostNode, path: str, content: str, mode: str = "644") -> bool:
-    """Write ``content`` unless the host has it; whether it changes."""
+def _file(
+    me: HostNode, path: str, content: str, mode: str = "644", *, staged: bool = False
+) -> bool:
+    """Write ``content`` unless the host has it (``staged``: for the node's next restart);
+    whether it changes."""
     wanted = host_files.digest(content)
     have = me.facts.files.get(path)
     host_ops.file_content(
-        name=f"File {path}", path=path, content=content, digest=have, wanted=wanted, mode=mode
-    )
+        name=f"File {path}{' (staged for the restart)' if staged else ''}",
+        path=path, content=content, digest=have, wanted=wanted, mode=mode, staged=staged,
+    )  # fmt: skip
     return have != wanted
 
 
@@ -587,8 +614,10 @@ def host_cluster() -> None:
         me, paths.unit_path(host_files.EPMD_UNIT), host_files.epmd_unit(epmd, me.address)
     )
     node = _node_unit(plan)
-    node_changed = _file(me, paths.unit_path(paths.node_unit), host_files.node_unit(paths, node))
-    node_changed |= _file(me, paths.node_env, host_files.node_env(paths, node))
+    # the node's own unit and environment are put in place by its (re)start (node_rolled)
+    node_config = (paths.unit_path(paths.node_unit), paths.node_env)
+    node_changed = _file(me, node_config[0], host_files.node_unit(paths, node), staged=True)
+    node_changed |= _file(me, node_config[1], host_files.node_env(paths, node), staged=True)
     _file(me, paths.nodes, host_files.nodes_file(plan.node_names))
     agent_changed = _file(
         me,
@@ -618,6 +647,7 @@ def host_cluster() -> None:
             name=f"Start node {me.node} on {plan.release.install_name}",
             current=paths.current, target=target, unit=paths.node_unit, nodes_file=paths.nodes,
             cookie=paths.cookie, timeout=s.roll_timeout, node=me.node, first_start=True,
+            config=node_config,
         )  # fmt: skip
     elif me.facts.current != plan.release.install_name or node_changed or epmd_changed:
         # after every new node has started: the gate expects them
@@ -625,7 +655,7 @@ def host_cluster() -> None:
             name=f"Roll node {me.node} to {plan.release.install_name}",
             current=paths.current, target=target, unit=paths.node_unit, nodes_file=paths.nodes,
             cookie=paths.cookie, timeout=s.roll_timeout, node=me.node, first_start=False,
-            _serial=True,
+            config=node_config, _serial=True,
         )  # fmt: skip
     else:
         host_ops.units_started(name=f"Node {me.node}", units=[paths.node_unit], active=active)
@@ -689,7 +719,7 @@ def check_host_mesh() -> dict[str, Any] | None:
     validate_state(state)
     if host.name != first_host().name:
         return None
-    plan = host_plan(state)
+    plan = host_plan(state, ship=False)
     s = plan.settings
     raw = host.get_fact(
         HostMeshReport, nodes=tuple(plan.node_names), cookie=s.paths.cookie,
@@ -725,7 +755,7 @@ def remove_from_hosts(names: set[str]) -> None:
         raise HostModeError([f"not in the inventory: {', '.join(sorted(unknown))}"])
     if len(names) >= len(state.inventory):
         raise HostModeError(["that would remove every host: remove fewer"])
-    plan = host_plan(state)
+    plan = host_plan(state, ship=False)
     paths = plan.settings.paths
     me = plan.nodes[host.name]
     if host.name in names:

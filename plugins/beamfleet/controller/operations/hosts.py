@@ -145,9 +145,18 @@ def archive_unpacked(
     yield StringCommand("sh", "-c", shlex.quote(script))
 
 
+STAGED_SUFFIX = ".staged"
+
+
 @operation()
 def file_content(
-    path: str, content: str, digest: str | None, wanted: str, mode: str = "644"
+    path: str,
+    content: str,
+    digest: str | None,
+    wanted: str,
+    *,
+    mode: str = "644",
+    staged: bool = False,
 ) -> Commands:
     """
     Write ``content`` to ``path`` (root-owned) unless the host has it already.
@@ -157,15 +166,18 @@ def file_content(
     + digest: its SHA-256 on the host (from :class:`HostModeState`), None when absent
     + wanted: the SHA-256 of ``content``
     + mode: its mode
+    + staged: write ``<path>.staged`` instead, for :func:`node_rolled` to put in place
+      when it restarts the node (the node's unit and environment)
     """
     if digest == wanted:
         host.noop(f"{path} is up to date")
         return
+    final = path + STAGED_SUFFIX if staged else path
     tmp = f"{path}.beamfleet-new"
     yield FileUploadCommand(io.BytesIO(content.encode()), tmp)
     yield StringCommand(
         "chmod", mode, shlex.quote(tmp), "&&", "chown", "root:root", shlex.quote(tmp),
-        "&&", "mv", "-f", shlex.quote(tmp), shlex.quote(path),
+        "&&", "mv", "-f", shlex.quote(tmp), shlex.quote(final),
     )  # fmt: skip
 
 
@@ -197,13 +209,15 @@ def units_started(
         yield StringCommand("systemctl", "restart", *restart)
 
 
-def _no_earlier_failure(state: State, host: Host, what: str) -> None:
+def _no_earlier_failure(state: State, host: Host, what: str) -> bool:
     """Stop a serial roll at the first host that failed: later hosts keep their version."""
     failed = [
         h.name for h in state.inventory if h is not host and state.get_results_for_host(h).error_ops
     ]
     if failed:
-        raise OperationError(f"{what} not started on {host.name}: it failed on {', '.join(failed)}")
+        host.log_styled(f"{what} not started: it failed on {', '.join(failed)}", fg="red")
+        return False
+    return True
 
 
 @operation()
@@ -217,6 +231,7 @@ def node_rolled(
     timeout: int,
     node: str,
     first_start: bool,
+    config: Sequence[str] = (),
 ) -> Commands:
     """
     Switch the node to ``target`` and restart it, gated on the mesh, with rollback.
@@ -229,18 +244,18 @@ def node_rolled(
     + timeout: seconds the mesh has to become complete, before and after
     + node: this host's node name (for messages)
     + first_start: the node never ran here: link and start, no gate (check.py proves it)
+    + config: the node's unit and environment files: their ``.staged`` versions (see
+      :func:`file_content`) are put in place when the node restarts, and the replaced
+      ones back when the roll fails
 
     Call with ``_serial=True``: one host at a time. The node must be back in the complete
     mesh before the next host; one that is not is switched back to the previous release
     and the run stops, naming the node and what the gate saw.
     """
-    if first_start:
-        yield StringCommand(
-            "ln", "-sfn", shlex.quote(target), shlex.quote(current), "&&",
-            "systemctl", "daemon-reload", "&&", "systemctl", "enable", "--now", shlex.quote(unit),
-        )  # fmt: skip
-        return
-    yield FunctionCommand(_no_earlier_failure, (f"the roll of {node}",), {})
+    if not first_start:
+        yield FunctionCommand(_no_earlier_failure, (f"the roll of {node}",), {})
+    mode = "start" if first_start else "roll"
     yield script_command(
-        "host_roll.sh", current, target, unit, nodes_file, cookie, str(timeout), node
-    )
+        "host_roll.sh", mode, current, target, unit, nodes_file, cookie, str(timeout), node,
+        *config,
+    )  # fmt: skip
