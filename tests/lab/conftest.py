@@ -168,8 +168,9 @@ def wait_until(
         time.sleep(interval)
 
 
-def lab_fixture(name: str, hosts: int = 3, managers: int = 1) -> Any:
-    """A module-scoped fixture yielding a LabHandle on a fresh lab ``name``.
+def lab_fixture(name: str, hosts: int = 3, managers: int = 1, suite: str = "bookworm") -> Any:
+    """A module-scoped fixture yielding a LabHandle on a fresh lab ``name`` of Debian
+    ``suite`` hosts (bookworm or trixie).
 
     Assign it to a module-level name: ``lab = lab_fixture("tswarm")``.
     """
@@ -180,7 +181,7 @@ def lab_fixture(name: str, hosts: int = 3, managers: int = 1) -> Any:
         lab = Lab(name, root=root)
         lab.down()  # a lab of that name left over by a killed run
         try:
-            lab.up(hosts=hosts, managers=managers)
+            lab.up(hosts=hosts, managers=managers, suite=suite)
             yield LabHandle(lab)
         finally:
             lab.down()

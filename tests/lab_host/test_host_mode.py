@@ -1,0 +1,235 @@
+"""Host mode end to end on Debian 13 lab hosts: the release under systemd, no Docker.
+
+One lab, in order: a cold deploy on 3 hosts of a standard ERTS-bundled `mix release`
+(the image tests/lab/images/mix, its release exported), check, a 4th host added, an
+unchanged re-run, a roll to a new version watched from outside, a release that cannot
+boot rolled back, a host removed. The lab's inventory serves both modes; this module
+runs with ``--data cluster_mode=host``. Peers come from the lab's DNS server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from beamfleet.controller.host_release import export_from_image, inspect_tarball
+from beamfleet.runtime.mesh import look
+from tests.lab.conftest import LabHandle, PyinfraRun, lab_fixture
+from tests.lab.test_release_images import build_image
+from tests.support.releases import release_variant
+
+pytestmark = pytest.mark.lab
+
+lab = lab_fixture("thost", hosts=3, managers=1, suite="trixie")
+
+APP = "demo"
+COOKIE = f"/etc/beamfleet/{APP}/cookie"
+CURRENT = f"/opt/beamfleet/apps/{APP}/current"
+NODE_UNIT = f"beamfleet-{APP}.service"
+HOST_MODE = ("--data", "cluster_mode=host")
+
+
+@pytest.fixture(scope="module")
+def releases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """v1: the ERTS-bundled release of the standard `mix release` image; v2: the same
+    with one file changed; crash: one that exits at boot."""
+    tag = build_image("mix")
+    image_id = _docker_id(tag)
+    out = tmp_path_factory.mktemp("releases")
+    v1 = export_from_image(image_id, "/app", out)
+    return {
+        "v1": v1,
+        "v2": release_variant(v1, out / "v2.tar.gz", "export DEMO_RELEASE_MARK=2"),
+        "crash": release_variant(v1, out / "crash.tar.gz", "echo cannot boot >&2; exit 3"),
+    }
+
+
+def _docker_id(tag: str) -> str:
+    return subprocess.run(
+        ["docker", "image", "inspect", "-f", "{{.Id}}", tag],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+
+
+def deploy(lab: LabHandle, release: Path, *args: str) -> PyinfraRun:
+    return lab.pyinfra("deploys/cluster.py", *HOST_MODE, "--data", f"app_release={release}", *args)
+
+
+def check(lab: LabHandle) -> PyinfraRun:
+    return lab.pyinfra("deploys/check.py", *HOST_MODE, "--data", "check_timeout=60")
+
+
+def host_names(lab: LabHandle) -> list[str]:
+    return [h.name for h in lab.hosts()]
+
+
+def nodes(lab: LabHandle) -> list[str]:
+    return [f"{APP}@{h.ip}" for h in lab.hosts()]
+
+
+def node_pid(lab: LabHandle, host: str) -> str:
+    return lab.ssh(host, f"systemctl show -p MainPID --value {NODE_UNIT}").strip()
+
+
+def current(lab: LabHandle, host: str) -> str:
+    return lab.ssh(host, f"readlink {CURRENT}").strip().rsplit("/", 1)[-1]
+
+
+def assert_mesh_table(run: PyinfraRun, count: int) -> None:
+    assert run.ok, run.output
+    assert f"{count} desired, {count} running" in run.output
+    assert "complete mesh" in run.output
+
+
+def test_cold_deploy_meshes_three_hosts(lab: LabHandle, releases: dict[str, Path]) -> None:
+    run = deploy(lab, releases["v1"])
+    assert run.ok, run.output
+    assert_mesh_table(check(lab), 3)
+    release = inspect_tarball(releases["v1"])
+    for host in host_names(lab):
+        assert current(lab, host) == release.install_name
+        # no Erlang from Debian: the release brings its ERTS (and the port mapper's copy)
+        assert lab.ssh_run(host, "dpkg -s erlang-base").returncode != 0
+        assert lab.ssh(host, f"systemctl is-active {NODE_UNIT} beamfleet-epmd.service").split() == [
+            "active",
+            "active",
+        ]
+
+
+def test_the_cookie_is_private_and_never_shown(lab: LabHandle) -> None:
+    cookie = lab.ssh("host1", f"cat {COOKIE}").strip()
+    assert len(cookie) == 48
+    for host in host_names(lab):
+        # one cookie for the cluster, a file only the node's user reads
+        assert lab.ssh(host, f"cat {COOKIE}").strip() == cookie
+        assert lab.ssh(host, f"stat -c '%a %U' {COOKIE}").strip() == "400 bf-demo"
+        shown = lab.ssh(
+            host,
+            "ps -eo args; journalctl --no-pager -o cat; cat /etc/systemd/system/beamfleet-*; "
+            f"cat /etc/beamfleet/{APP}/node.env /etc/beamfleet/{APP}/agent.toml; "
+            "cat /proc/*/environ 2>/dev/null | tr '\\0' '\\n'",
+        )
+        assert cookie not in shown, f"the cookie shows on {host}"
+    for run in lab.runs:
+        assert cookie not in run.output
+
+
+def test_port_mapper_and_distribution_listen_on_the_cluster_address_only(lab: LabHandle) -> None:
+    for h in lab.hosts():
+        listening = lab.ssh(h.name, "ss -ltnH | awk '{print $4}'").split()
+        epmd = sorted(a for a in listening if a.endswith(":4369"))
+        assert epmd == sorted([f"{h.ip}:4369", "127.0.0.1:4369"]), epmd
+        dist = [a for a in listening if re.fullmatch(r".*:91(0\d)", a)]
+        assert dist == [f"{h.ip}:{dist[0].rsplit(':', 1)[1]}"], listening
+
+
+def test_an_added_host_joins(lab: LabHandle, releases: dict[str, Path]) -> None:
+    lab.add_host("workers")
+    start = time.monotonic()
+    run = deploy(lab, releases["v1"])
+    assert run.ok, run.output
+    assert_mesh_table(check(lab), 4)
+    print(f"host added to a complete mesh in {time.monotonic() - start:.1f} s")
+
+
+def test_unchanged_rerun_changes_nothing_and_restarts_no_node(
+    lab: LabHandle, releases: dict[str, Path]
+) -> None:
+    pids = {h: node_pid(lab, h) for h in host_names(lab)}
+    run = deploy(lab, releases["v1"])
+    assert run.ok, run.output
+    assert run.changed_ops == {}
+    assert {h: node_pid(lab, h) for h in host_names(lab)} == pids
+    print(f"unchanged re-run: {run.seconds:.1f} s")
+
+
+@dataclass
+class MeshWatcher:
+    """Samples every node's nodes() each second from outside (this machine reaches the
+    lab network), as a hidden node, until stopped."""
+
+    nodes: list[str]
+    cookie: str
+    samples: list[dict[str, list[str]]] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def __enter__(self) -> MeshWatcher:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        assert self._thread is not None
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            view = asyncio.run(look(self.nodes, self.cookie, timeout=2.0))
+            self.samples.append(view.missing())
+            self._stop.wait(1.0)
+
+    def offenders(self) -> list[dict[str, list[str]]]:
+        """Samples where the missing pairs do not all involve one node (the restarting
+        one): then a node other than the one being replaced lost a peer."""
+        bad = []
+        for missing in self.samples:
+            pairs = {(a, b) for a, unseen in missing.items() for b in unseen}
+            pairs |= {(a, a) for a, unseen in missing.items() if not unseen}  # unreachable
+            if pairs and not any(all(n in pair for pair in pairs) for n in self.nodes):
+                bad.append(missing)
+        return bad
+
+
+def test_a_new_version_rolls_one_host_at_a_time_keeping_the_mesh(
+    lab: LabHandle, releases: dict[str, Path]
+) -> None:
+    cookie = lab.ssh("host1", f"cat {COOKIE}").strip()
+    target = inspect_tarball(releases["v2"]).install_name
+    with MeshWatcher(nodes(lab), cookie) as watcher:
+        run = deploy(lab, releases["v2"])
+    assert run.ok, run.output
+    assert all(current(lab, h) == target for h in host_names(lab))
+    assert len(watcher.samples) >= 4, "the watcher took too few samples"
+    assert watcher.offenders() == [], watcher.offenders()
+    assert watcher.samples[-1] == {}, "the mesh is not complete after the roll"
+    print(
+        f"roll of {len(host_names(lab))} hosts: {run.seconds:.1f} s, {len(watcher.samples)} samples"
+    )
+    assert_mesh_table(check(lab), len(host_names(lab)))
+
+
+def test_a_release_that_cannot_boot_is_rolled_back_and_the_run_fails(
+    lab: LabHandle, releases: dict[str, Path]
+) -> None:
+    good = inspect_tarball(releases["v2"]).install_name
+    run = deploy(lab, releases["crash"], "--data", "roll_timeout=20")
+    assert not run.ok
+    failed = re.findall(r"(demo@[\d.]+): release \S+ did not join the complete mesh", run.output)
+    assert len(failed) == 1, run.output
+    assert f"{failed[0]}: rolled back to {good}, back in the complete mesh" in run.output
+    assert "cannot boot" in run.output  # the node's own last words
+    assert "not started: it failed on" in run.output  # the other hosts were not touched
+    assert all(current(lab, h) == good for h in host_names(lab))
+    assert_mesh_table(check(lab), len(host_names(lab)))
+
+
+def test_a_removed_host_leaves_a_complete_mesh(lab: LabHandle, releases: dict[str, Path]) -> None:
+    run = lab.pyinfra(
+        "deploys/remove_host.py", *HOST_MODE, "--data", "remove=host4",
+        "--data", f"app_release={releases['v2']}",
+    )  # fmt: skip
+    assert run.ok, run.output
+    assert lab.ssh("host4", f"systemctl is-active {NODE_UNIT} || true").strip() == "inactive"
+    # the other hosts no longer expect it
+    assert f"{APP}@{lab.ip('host4')}" not in lab.ssh("host1", f"cat /etc/beamfleet/{APP}/nodes")
+    lab.forget_host("host4")  # the lab's DNS record drops it too
+    assert_mesh_table(check(lab), 3)
