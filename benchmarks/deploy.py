@@ -13,6 +13,12 @@ For comparison, Ansible community.docker on such hosts: 32 s cold, 8 s unchanged
                  cold on 3 hosts to a complete mesh, unchanged re-run, scale 3 -> 6,
                  a 4th host added (targets: re-run <= 6 s, add-a-host <= 90 s)
 
+  host-*         host mode (cluster_mode: host) on a Debian 13 lab of its own: the demo
+                 release under systemd, no Docker. cold on 3 bare hosts to a complete mesh
+                 (erlang-base installed), unchanged re-run (target <= 4 s, 0 changes), a 4th
+                 host added to a complete mesh (target <= 30 s), a new release rolled one
+                 host at a time behind the mesh gate (seconds per host)
+
 Extending: append a Phase to PHASES (e.g. the cluster deploy's phases); each gets the
 Bench context (lab handle, `bench.pyinfra(deploy, *args)`) and returns a PhaseResult.
 The lab (hosts booting, not part of any phase) is created before and removed after,
@@ -34,8 +40,12 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "plugins"))
+sys.path.insert(0, str(ROOT))
+
+from tests.support.releases import release_variant  # noqa: E402
 
 from beamfleet.controller.deploys import images  # noqa: E402
+from beamfleet.controller.host_release import export_from_image  # noqa: E402
 from beamfleet_lab import Lab  # noqa: E402
 
 PYINFRA = str(ROOT / ".venv" / "bin" / "pyinfra")
@@ -154,6 +164,68 @@ def cluster_add_host(bench: Bench) -> PhaseResult:
     return result
 
 
+# -- host mode phases (cluster_mode: host) ------------------------------------------------
+# A Debian 13 lab of its own, "<name>-host". The demo's release is exported from its image
+# before the timed phases (v1), and a second release (v2, one file changed) made from it.
+_host_bench: list[tuple[Bench, Path, Path]] = []
+
+
+def _host(bench: Bench) -> tuple[Bench, Path, Path]:
+    if not _host_bench:
+        lab = Lab(f"{bench.lab.name}-host", root=bench.lab.root)
+        lab.down()
+        lab.up(hosts=3, managers=1, suite="trixie")
+        atexit.register(lab.down)
+        built = images.build(
+            images.APP_REPO_DEFAULT, images.app_context(ROOT / "examples" / "demo"), archive=False
+        )
+        assert built.image_id is not None
+        out = bench.lab.root / "releases"
+        v1 = export_from_image(built.image_id, "/app", out)
+        v2 = release_variant(v1, out / "v2.tar.gz", "export DEMO_RELEASE_MARK=2")
+        _host_bench.append((Bench(lab, extra=("--data", "cluster_mode=host")), v1, v2))
+    return _host_bench[0]
+
+
+def _host_to_mesh(release: Path) -> PhaseResult:
+    b, _, _ = _host_bench[0]
+    data = ("--data", f"app_release={release}")
+    deploy_s, payload = b.pyinfra("deploys/cluster.py", *b.extra, *data)
+    check_s, _ = b.pyinfra("deploys/check.py", *b.extra)
+    return PhaseResult(
+        deploy_s + check_s,
+        changes(payload),
+        note=f"cluster.py {deploy_s:.1f} s + check.py {check_s:.1f} s",
+    )
+
+
+def host_cold(bench: Bench) -> PhaseResult:
+    _, v1, _ = _host(bench)
+    return _host_to_mesh(v1)
+
+
+def host_rerun(bench: Bench) -> PhaseResult:
+    b, v1, _ = _host(bench)
+    seconds, payload = b.pyinfra("deploys/cluster.py", *b.extra, "--data", f"app_release={v1}")
+    return PhaseResult(seconds, changes(payload), note="cluster.py only")
+
+
+def host_add_host(bench: Bench) -> PhaseResult:
+    b, v1, _ = _host(bench)
+    host = b.lab.add_host("workers")  # container boot: not timed
+    result = _host_to_mesh(v1)
+    result.note = f"{host.name} joined; {result.note}"
+    return result
+
+
+def host_roll(bench: Bench) -> PhaseResult:
+    b, _, v2 = _host(bench)
+    hosts = len(b.lab.load().hosts)
+    result = _host_to_mesh(v2)
+    result.note = f"{result.seconds / hosts:.1f} s per host ({hosts} hosts); {result.note}"
+    return result
+
+
 @dataclass
 class Phase:
     name: str
@@ -169,6 +241,10 @@ PHASES: list[Phase] = [
     Phase("cluster-rerun", cluster_rerun, "<= 6 s, 0 changes (Ansible swarm-only 8 s)"),
     Phase("cluster-scale", cluster_scale, "3 -> 6 nodes to a complete mesh (-)"),
     Phase("cluster-add-host", cluster_add_host, "<= 90 s to a complete mesh"),
+    Phase("host-cold", host_cold, "3 bare hosts to a complete mesh (-)"),
+    Phase("host-rerun", host_rerun, "<= 4 s, 0 changes"),
+    Phase("host-add-host", host_add_host, "<= 30 s to a complete mesh"),
+    Phase("host-roll", host_roll, "one host at a time, each back in the mesh (-)"),
 ]
 
 

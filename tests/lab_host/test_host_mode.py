@@ -170,11 +170,15 @@ class MeshWatcher:
         self._stop.set()
         assert self._thread is not None
         self._thread.join(timeout=30)
+        self._sample()  # one more, after what was watched has ended
+
+    def _sample(self) -> None:
+        view = asyncio.run(look(self.nodes, self.cookie, timeout=2.0))
+        self.samples.append(view.missing())
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            view = asyncio.run(look(self.nodes, self.cookie, timeout=2.0))
-            self.samples.append(view.missing())
+            self._sample()
             self._stop.wait(1.0)
 
     def offenders(self) -> list[dict[str, list[str]]]:
@@ -215,8 +219,9 @@ def test_a_release_that_cannot_boot_is_rolled_back_and_the_run_fails(
     assert not run.ok
     failed = re.findall(r"(demo@[\d.]+): release \S+ did not join the complete mesh", run.output)
     assert len(failed) == 1, run.output
-    assert f"{failed[0]}: rolled back to {good}, back in the complete mesh" in run.output
-    assert "cannot boot" in run.output  # the node's own last words
+    rolled_back = f"{failed[0]}: rolled back to {good}, back in the complete mesh"
+    assert rolled_back in run.output, run.output[-4000:]
+    assert "cannot boot" in run.output, run.output[-4000:]  # the node's own last words
     assert "not started: it failed on" in run.output  # the other hosts were not touched
     assert all(current(lab, h) == good for h in host_names(lab))
     assert_mesh_table(check(lab), len(host_names(lab)))

@@ -63,6 +63,12 @@ def test_short_names_come_from_the_hostname() -> None:
     assert "BEAMFLEET_CIDR" not in env and "BEAMFLEET_DIST_INTERFACE" not in env
 
 
+def test_a_metadata_provider_names_the_node_within_the_cidr() -> None:
+    unit = NodeUnit(**{**UNIT.__dict__, "provider": "aws"})
+    env = _systemd_env(host_files.node_env(PATHS, unit))
+    assert (env["BEAMFLEET_PROVIDER"], env["BEAMFLEET_CIDR"]) == ("aws", "10.232.1.0/24")
+
+
 def test_node_unit_runs_the_current_release_behind_the_entrypoint() -> None:
     text = host_files.node_unit(PATHS, UNIT)
     assert (

@@ -171,6 +171,7 @@ class NodeUnit:
     + basename: the node's alive name
     + cidr: the network the node's address is taken from (long names), or ""
     + short_names: ``<basename>@<hostname>`` with ``-sname`` instead
+    + provider: a metadata API the address is read from at start ("": the interfaces)
     + dist_ports: the distribution port range
     + env: the application's extra environment
     """
@@ -184,6 +185,7 @@ class NodeUnit:
     short_names: bool
     dist_ports: tuple[int, int]
     env: Mapping[str, str]
+    provider: str = ""
 
 
 def start_command(kind: str) -> str:
@@ -251,6 +253,8 @@ def node_env(paths: HostPaths, unit: NodeUnit) -> str:
     else:
         env["BEAMFLEET_CIDR"] = unit.cidr
         env["BEAMFLEET_DIST_INTERFACE"] = "1"
+        if unit.provider:
+            env["BEAMFLEET_PROVIDER"] = unit.provider
     env.update(unit.env)
     lines = [f"{key}={_env_value(value)}" for key, value in env.items()]
     return "# written by beamfleet: the node's environment (no secret)\n" + "\n".join(lines) + "\n"

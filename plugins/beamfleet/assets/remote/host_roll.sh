@@ -68,6 +68,7 @@ fi
 install_staged "$@"
 systemctl daemon-reload
 switch "$target" || exit 1
+systemctl reset-failed "$unit" 2>/dev/null || true
 systemctl restart "$unit"
 if seen=$(gate "$timeout"); then
     forget_previous "$@"
@@ -86,6 +87,8 @@ journalctl -u "$unit" -n 15 --no-pager -o cat >&2 2>/dev/null || true
 restored=$(restore_previous "$@")
 [ -z "$restored" ] || systemctl daemon-reload
 [ -z "$previous" ] || switch "$previous"
+# a node that kept crashing may have hit systemd's start limit: clear it
+systemctl reset-failed "$unit" 2>/dev/null || true
 systemctl restart "$unit"
 back="${previous##*/}${restored:+ and the previous$restored}"
 if gate "$timeout" >/dev/null; then

@@ -78,6 +78,7 @@ from beamfleet.controller.inventory import (
 )
 from beamfleet.controller.operations import hosts as host_ops
 from beamfleet.controller.runtime_wheel import build_runtime_wheel, runtime_digest
+from beamfleet.runtime.naming.providers import METADATA_PROVIDERS
 
 MODES = ("swarm", "host")
 # useradd's limit is 32 characters; a login name starts with a letter
@@ -134,6 +135,15 @@ HOST_KEYS = KeyTable(
             "(`<basename>@<hostname>`, `-sname`; every host must resolve every hostname)",
             "long",
             _one_of("long", "short"),
+        ),
+        KeySpec(
+            "node_provider",
+            (str,),
+            "host mode, long names: where a node reads its address at start: a cloud's "
+            "metadata API (`aws`, `gcp`, `azure`, `digitalocean`, `openstack`, `rancher`); "
+            "the address must be the host's one on `cluster_cidr`",
+            check=_one_of(*METADATA_PROVIDERS),
+            default_doc="none: the host's interfaces, filtered by `cluster_cidr`",
         ),
         KeySpec(
             "app_release",
@@ -197,6 +207,7 @@ class HostSettings:
     release: str | None
     cidr: ipaddress.IPv4Network | None
     short_names: bool
+    provider: str
     dist_ports: tuple[int, int]
     discovery_dns: str
     roll_timeout: int
@@ -234,6 +245,12 @@ def host_settings(data_host: Host | None = None) -> HostSettings:
     high = int(HOST_KEYS.value(data, "dist_port_max"))
     if low > high:
         problems.append(f"`dist_port_min` ({low}) is above `dist_port_max` ({high})")
+    provider = str(HOST_KEYS.value(data, "node_provider") or "")
+    if provider and short:
+        problems.append(
+            "`node_provider` gives an address, but `node_names: short` names nodes by "
+            "hostname: leave one of them unset"
+        )
     discovery = str(HOST_KEYS.value(data, "discovery_dns") or "")
     if discovery and short:
         problems.append(
@@ -253,6 +270,7 @@ def host_settings(data_host: Host | None = None) -> HostSettings:
         release=HOST_KEYS.value(data, "app_release"),
         cidr=net,
         short_names=short,
+        provider=provider,
         dist_ports=(low, high),
         discovery_dns=discovery,
         roll_timeout=int(HOST_KEYS.value(data, "roll_timeout")),
@@ -448,6 +466,7 @@ def _node_unit(plan: HostPlan) -> NodeUnit:
         basename=s.basename,
         cidr=str(s.cidr or ""),
         short_names=s.short_names,
+        provider=s.provider,
         dist_ports=s.dist_ports,
         env=s.env,
     )
