@@ -72,3 +72,22 @@ def test_unchanged_rerun_changes_nothing(lab: LabHandle, bookworm_demo: Path) ->
     run = deploy(lab, "--data", f"app_build={bookworm_demo}")
     assert run.ok, run.output
     assert run.changed_ops == {}
+
+
+def test_the_image_on_the_host_network_replaces_the_release(lab: LabHandle) -> None:
+    """`host_runner: docker`: the demo's image (Debian 13, OTP 27) run by Docker on each
+    host's network; the release nodes (OTP 25) are replaced one host at a time."""
+    run = deploy(lab, "--data", "host_runner=docker")
+    assert run.ok, run.output
+    report = lab.pyinfra("deploys/check.py", *SHORT, "--data", "check_timeout=60")
+    assert report.ok, report.output
+    assert "3 desired, 3 running" in report.output
+    for h in lab.hosts():
+        mode = lab.ssh(h.name, "docker inspect -f '{{.HostConfig.NetworkMode}}' beamfleet-demo")
+        assert mode.strip() == "host"
+        # the image's own runtime, as the node's user, named by the host's name
+        args = lab.ssh(h.name, "ps -o args= -u bf-demo")
+        assert "erts-15." in args and f"-sname demo@{h.name}" in args, args
+    again = deploy(lab, "--data", "host_runner=docker")
+    assert again.ok, again.output
+    assert again.changed_ops == {}

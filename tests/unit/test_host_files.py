@@ -143,3 +143,24 @@ def test_host_state_script_reads_a_host(tmp_path: Path) -> None:
     assert state.active.get("no-such.service") != "active"
     loopback = ipaddress.IPv4Network("127.0.0.0/8")
     assert state.addresses_in(loopback) == ["127.0.0.1"]
+
+
+def test_image_runner_unit_runs_the_image_on_the_host_network_as_the_nodes_user() -> None:
+    text = host_files.image_node_unit(PATHS, UNIT, "beamfleet-demo-beamfleet:abc")
+    start = text.split("ExecStart=", 1)[1].split("\n", 1)[0]
+    assert start.startswith("/bin/sh -c 'exec /usr/bin/docker run --rm --name beamfleet-demo ")
+    assert "--network host" in start
+    # systemd turns $$ into $: the shell resolves the user's ids at start
+    assert '--user "$$(id -u bf-demo):$$(id -g bf-demo)"' in start
+    assert "-v /etc/beamfleet/demo/cookie:/run/secrets/erlang_cookie:ro" in start
+    assert start.endswith("beamfleet-demo-beamfleet:abc'")
+    assert "Requires=beamfleet-epmd.service docker.service\n" in text
+
+
+def test_image_runner_env_is_raw_for_docker() -> None:
+    lines = host_files.image_node_env(PATHS, UNIT).splitlines()
+    env = dict(line.split("=", 1) for line in lines if not line.startswith("#"))
+    assert env["GREETING"] == 'say "hi" \\ bye'  # docker --env-file takes values as they are
+    assert env["BEAMFLEET_COOKIE_FILE"] == "/run/secrets/erlang_cookie"
+    assert env["BEAMFLEET_CIDR"] == "10.232.1.0/24" and env["BEAMFLEET_DIST_INTERFACE"] == "1"
+    assert "-start_epmd false" in env["ERL_AFLAGS"]

@@ -307,3 +307,64 @@ def agent_unit(paths: HostPaths, user: str) -> str:
         f"{_HARDENING}\n"
         "[Install]\nWantedBy=multi-user.target\n"
     )
+
+
+CONTAINER_COOKIE = "/run/secrets/erlang_cookie"
+
+
+def container_name(paths: HostPaths) -> str:
+    return f"beamfleet-{paths.app}"
+
+
+def image_node_unit(paths: HostPaths, unit: NodeUnit, image: str) -> str:
+    """The node's unit when it runs as a container on the host's network (``host_runner:
+    docker``): the image's own entrypoint names the node (a derived image, see
+    cluster.md), as the node's user, the cookie file mounted read-only."""
+    name = container_name(paths)
+    # $$: a literal $ for the shell (systemd expands $NAME itself)
+    run = (
+        f"exec /usr/bin/docker run --rm --name {name} --network host "
+        f'--user "$$(id -u {unit.user}):$$(id -g {unit.user})" '
+        f"--env-file {paths.node_env} -v {paths.cookie}:{CONTAINER_COOKIE}:ro {image}"
+    )
+    return (
+        "[Unit]\n"
+        f"Description=beamfleet node {unit.basename} of {paths.app} (container on the "
+        "host network)\n"
+        f"Requires={EPMD_UNIT} docker.service\n"
+        f"After={EPMD_UNIT} docker.service network-online.target\n"
+        "Wants=network-online.target\n\n"
+        "[Service]\nType=exec\n"
+        f"ExecStartPre=-/usr/bin/docker rm -f {name}\n"
+        f"ExecStart=/bin/sh -c '{run}'\n"
+        f"ExecStop=/usr/bin/docker stop -t 30 {name}\n"
+        "TimeoutStopSec=40\n"
+        "Restart=on-failure\nRestartSec=2\n\n"
+        "[Install]\nWantedBy=multi-user.target\n"
+    )
+
+
+def image_node_env(paths: HostPaths, unit: NodeUnit) -> str:
+    """The container's environment (``docker run --env-file``: ``KEY=value`` lines, taken
+    as they are, no quoting)."""
+    low, high = unit.dist_ports
+    env: dict[str, str] = {
+        "HOME": "/tmp/beamfleet-home",
+        "BEAMFLEET_COOKIE_FILE": CONTAINER_COOKIE,
+        "BEAMFLEET_BASENAME": unit.basename,
+        "ERL_AFLAGS": (
+            f"-kernel inet_dist_listen_min {low} inet_dist_listen_max {high} -start_epmd false"
+        ),
+        "RELEASE_TMP": "/tmp/beamfleet-release",
+        "RELX_OUT_FILE_PATH": "/tmp/beamfleet-release",
+    }
+    if unit.short_names:
+        env["BEAMFLEET_PROVIDER"] = "hostname"
+    else:
+        env["BEAMFLEET_CIDR"] = unit.cidr
+        env["BEAMFLEET_DIST_INTERFACE"] = "1"
+        if unit.provider:
+            env["BEAMFLEET_PROVIDER"] = unit.provider
+    env.update(unit.env)
+    lines = [f"{key}={value}" for key, value in env.items()]
+    return "# written by beamfleet: the node's environment (no secret)\n" + "\n".join(lines) + "\n"

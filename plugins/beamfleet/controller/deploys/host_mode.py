@@ -55,6 +55,11 @@ from beamfleet.controller import host_files
 from beamfleet.controller.deploys import images
 from beamfleet.controller.deploys.agent import AGENT_KEYS
 from beamfleet.controller.deploys.app import APP_KEYS
+from beamfleet.controller.deploys.host_runners import (
+    ImageRunner,
+    NodeRunner,
+    ReleaseRunner,
+)
 from beamfleet.controller.facts.hosts import HostModeState, HostState
 from beamfleet.controller.host_files import HostPaths, NodeUnit
 from beamfleet.controller.host_release import (
@@ -63,10 +68,8 @@ from beamfleet.controller.host_release import (
     HostReleaseError,
     HostRuntime,
     compatibility_problems,
-    cookie_edits,
     export_from_image,
     inspect_tarball,
-    needs_erlang_base,
 )
 from beamfleet.controller.inventory import (
     KeySpec,
@@ -86,7 +89,6 @@ _USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 # What the agent and the gate need on a host; the runtime when the release has no ERTS.
 AGENT_PACKAGES = ("python3", "python3-click", "python3-dnspython")
 ERLANG_PACKAGES = ("erlang-base",)
-DEBIAN_EPMD = "/usr/bin/epmd"
 
 
 def _one_of(*choices: str) -> Any:
@@ -144,6 +146,15 @@ HOST_KEYS = KeyTable(
             "the address must be the host's one on `cluster_cidr`",
             check=_one_of(*METADATA_PROVIDERS),
             default_doc="none: the host's interfaces, filtered by `cluster_cidr`",
+        ),
+        KeySpec(
+            "host_runner",
+            (str,),
+            "host mode: `release` (the release unpacked on the host, run by systemd) or "
+            "`docker` (the application image run on the host's network, `app_image` or "
+            "built from `app_build`)",
+            "release",
+            _one_of("release", "docker"),
         ),
         KeySpec(
             "app_release",
@@ -205,6 +216,9 @@ class HostSettings:
     env: dict[str, str]
     build: str
     release: str | None
+    runner: str
+    image: str
+    registry: bool
     cidr: ipaddress.IPv4Network | None
     short_names: bool
     provider: str
@@ -268,6 +282,9 @@ def host_settings(data_host: Host | None = None) -> HostSettings:
         env={str(k): str(v) for k, v in dict(APP_KEYS.value(data, "app_env")).items()},
         build=str(APP_KEYS.value(data, "app_build")),
         release=HOST_KEYS.value(data, "app_release"),
+        runner=str(HOST_KEYS.value(data, "host_runner")),
+        image=str(APP_KEYS.value(data, "app_image") or ""),
+        registry=bool(CLUSTER_KEYS.value(data, "image_registry")),
         cidr=net,
         short_names=short,
         provider=provider,
@@ -326,26 +343,22 @@ class HostPlan:
     settings: HostSettings
     salt: str
     # what a deploy ships (None for check.py and remove_host.py, which ship nothing)
-    shipment: tuple[HostRelease, Path, Path] | None = None  # release, its tarball, the wheel
+    shipment: tuple[NodeRunner, Path] | None = None  # what the node runs, the runtime wheel
     nodes: dict[str, HostNode] = field(default_factory=dict)
     cookie_source: str | None = None  # the host whose cookie the others get; None: generate
 
-    def _shipped(self) -> tuple[HostRelease, Path, Path]:
+    def _shipped(self) -> tuple[NodeRunner, Path]:
         if self.shipment is None:
             raise RuntimeError("this plan ships nothing (made for a check or a removal)")
         return self.shipment
 
     @property
-    def release(self) -> HostRelease:
+    def runner(self) -> NodeRunner:
         return self._shipped()[0]
 
     @property
-    def release_archive(self) -> Path:
-        return self._shipped()[1]
-
-    @property
     def wheel(self) -> Path:
-        return self._shipped()[2]
+        return self._shipped()[1]
 
     @property
     def node_names(self) -> list[str]:
@@ -413,9 +426,13 @@ def _make_plan(run: State, ship: bool) -> HostPlan:
     plan = HostPlan(settings, secrets.token_hex(16))
     release: HostRelease | None = None
     if ship:
-        archive, release = _release(settings)
-        wheel = build_runtime_wheel(images.cache_dir() / "runtime")
-        plan.shipment = (release, archive, wheel)
+        runner: NodeRunner
+        if settings.runner == "docker":
+            runner = ImageRunner(_image(settings))
+        else:
+            archive, release = _release(settings)
+            runner = ReleaseRunner(release, archive)
+        plan.shipment = (runner, build_runtime_wheel(images.cache_dir() / "runtime"))
     paths = settings.paths
     units = (host_files.EPMD_UNIT, paths.node_unit, paths.agent_unit)
     problems: list[str] = []
@@ -456,19 +473,41 @@ def _make_plan(run: State, ship: bool) -> HostPlan:
     return plan
 
 
+def _image(settings: HostSettings) -> images.Image:
+    """``host_runner: docker``: the application image (given or built), derived so that
+    it names its node; pulled by the hosts with ``image_registry``."""
+    if settings.release:
+        raise HostModeError(
+            ["`app_release` is a release tarball: `host_runner: docker` runs an image "
+             "(`app_image`, or built from `app_build`)"]
+        )  # fmt: skip
+    if settings.image:
+        return (
+            images.Image(ref=settings.image)
+            if settings.registry
+            else images.app_image(settings.image)
+        )
+    built = images.build(
+        images.APP_REPO_DEFAULT, images.app_context(Path(settings.build)), archive=False
+    )
+    return images.app_image(built.ref, built)
+
+
 def _node_unit(plan: HostPlan) -> NodeUnit:
     s = plan.settings
-    return NodeUnit(
-        name=plan.release.name,
-        kind=plan.release.kind,
-        version=plan.release.version,
-        user=s.user,
-        basename=s.basename,
-        cidr=str(s.cidr or ""),
-        short_names=s.short_names,
-        provider=s.provider,
-        dist_ports=s.dist_ports,
-        env=s.env,
+    return plan.runner.node_unit(
+        NodeUnit(
+            name="",
+            kind="",
+            version="",
+            user=s.user,
+            basename=s.basename,
+            cidr=str(s.cidr or ""),
+            short_names=s.short_names,
+            provider=s.provider,
+            dist_ports=s.dist_ports,
+            env=s.env,
+        )
     )
 
 
@@ -491,8 +530,8 @@ def _mask_debian_epmd() -> None:
     )
 
 
-def _packages(release: HostRelease) -> None:
-    wanted = list(AGENT_PACKAGES) + (list(ERLANG_PACKAGES) if needs_erlang_base(release) else [])
+def _packages(runner: NodeRunner) -> None:
+    wanted = list(AGENT_PACKAGES) + (list(ERLANG_PACKAGES) if runner.needs_erlang_base else [])
     installed = host.get_fact(DebPackages)
     if all(p in installed for p in wanted):
         return
@@ -553,28 +592,8 @@ def _cookie(plan: HostPlan, me: HostNode) -> None:
         )
 
 
-def _release_files(plan: HostPlan, me: HostNode) -> str:
-    """Unpack the release (and the runtime); returns the release's directory."""
-    release, paths = plan.release, plan.settings.paths
-    target = f"{paths.releases}/{release.install_name}"
-    strip = "--strip-components=1 " if release.prefix else ""
-    host_ops.archive_unpacked(
-        name=f"Release {release.name} {release.version} ({release.install_name})",
-        archive=str(plan.release_archive),
-        directory=target,
-        present=release.install_name in me.facts.releases,
-        unpack=f'tar -xzf "$archive" -C "$target" {strip}--no-same-owner',
-        # the edits name the files where they are unpacked, before the move into place
-        after=(*cookie_edits(release, f"{target}.tmp"), 'chmod -R go-w "$target"'),
-    )
-    if not needs_erlang_base(release) and me.facts.epmd is None:
-        server.shell(
-            name="A stable port mapper binary (copied from the release's ERTS)",
-            commands=[
-                f"install -m 755 {target}/erts-{release.erts_version}/bin/epmd "
-                f"{host_files.BIN}/epmd"
-            ],
-        )
+def _runtime_files(plan: HostPlan, me: HostNode) -> None:
+    """beamfleet's runtime: the wheel unpacked, ``current``, the commands in ``bin/``."""
     digest = runtime_digest(plan.wheel)
     runtime_dir = f"{host_files.RUNTIME}/{digest}"
     host_ops.archive_unpacked(
@@ -599,7 +618,6 @@ def _release_files(plan: HostPlan, me: HostNode) -> str:
             path=f"{host_files.BIN}/{name}",
             target=f"{host_files.RUNTIME}/current/beamfleet/assets/{asset}",
         )
-    return target
 
 
 def _file(
@@ -622,12 +640,14 @@ def host_cluster() -> None:
     plan = host_plan(state)
     me = plan.nodes[host.name]
     s, paths = plan.settings, plan.settings.paths
+    runner = plan.runner
     _mask_debian_epmd()
-    _packages(plan.release)
+    _packages(runner)
     _account(s)
     _cookie(plan, me)
-    target = _release_files(plan, me)
-    epmd = DEBIAN_EPMD if needs_erlang_base(plan.release) else f"{host_files.BIN}/epmd"
+    target = runner.install(me.facts, paths)
+    _runtime_files(plan, me)
+    epmd = runner.epmd
     changed_launcher = _file(me, f"{host_files.BIN}/beamfleet", host_files.launcher(), "755")
     epmd_changed = _file(
         me, paths.unit_path(host_files.EPMD_UNIT), host_files.epmd_unit(epmd, me.address)
@@ -635,8 +655,8 @@ def host_cluster() -> None:
     node = _node_unit(plan)
     # the node's own unit and environment are put in place by its (re)start (node_rolled)
     node_config = (paths.unit_path(paths.node_unit), paths.node_env)
-    node_changed = _file(me, node_config[0], host_files.node_unit(paths, node), staged=True)
-    node_changed |= _file(me, node_config[1], host_files.node_env(paths, node), staged=True)
+    node_changed = _file(me, node_config[0], runner.unit(paths, node), staged=True)
+    node_changed |= _file(me, node_config[1], runner.env(paths, node), staged=True)
     _file(me, paths.nodes, host_files.nodes_file(plan.node_names))
     agent_changed = _file(
         me,
@@ -663,15 +683,15 @@ def host_cluster() -> None:
     if me.facts.current is None:
         # a new node: started on every new host at once (check.py proves the mesh)
         host_ops.node_rolled(
-            name=f"Start node {me.node} on {plan.release.install_name}",
+            name=f"Start node {me.node} on {runner.install_name}",
             current=paths.current, target=target, unit=paths.node_unit, nodes_file=paths.nodes,
             cookie=paths.cookie, timeout=s.roll_timeout, node=me.node, first_start=True,
             config=node_config,
         )  # fmt: skip
-    elif me.facts.current != plan.release.install_name or node_changed or epmd_changed:
+    elif me.facts.current != runner.install_name or node_changed or epmd_changed:
         # after every new node has started: the gate expects them
         host_ops.node_rolled(
-            name=f"Roll node {me.node} to {plan.release.install_name}",
+            name=f"Roll node {me.node} to {runner.install_name}",
             current=paths.current, target=target, unit=paths.node_unit, nodes_file=paths.nodes,
             cookie=paths.cookie, timeout=s.roll_timeout, node=me.node, first_start=False,
             config=node_config, _serial=True,

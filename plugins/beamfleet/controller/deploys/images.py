@@ -279,9 +279,7 @@ def _layout_file(image_id: str) -> Path:
 def _saved_layout(image_id: str) -> ReleaseLayout | None:
     try:
         data = json.loads(_layout_file(image_id).read_text())
-        return ReleaseLayout(
-            **{**data, "argv": tuple(data["argv"]), "edits": tuple(data["edits"])}
-        )
+        return ReleaseLayout(**{**data, "argv": tuple(data["argv"]), "edits": tuple(data["edits"])})
     except (OSError, ValueError, TypeError, KeyError):
         return None  # absent or from another version: inspect again
 
