@@ -227,6 +227,17 @@ def node_unit(paths: HostPaths, unit: NodeUnit) -> str:
     )
 
 
+def _naming_env(unit: NodeUnit) -> dict[str, str]:
+    """How the entrypoint names the node: by hostname (short names), or by the address on
+    the cluster network (from the interfaces or a metadata API), distribution bound to it."""
+    if unit.short_names:
+        return {"BEAMFLEET_PROVIDER": "hostname"}
+    env = {"BEAMFLEET_CIDR": unit.cidr, "BEAMFLEET_DIST_INTERFACE": "1"}
+    if unit.provider:
+        env["BEAMFLEET_PROVIDER"] = unit.provider
+    return env
+
+
 def _env_value(value: str) -> str:
     """A value for a systemd EnvironmentFile: double-quoted, ``\\`` and ``"`` escaped."""
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
@@ -248,13 +259,7 @@ def node_env(paths: HostPaths, unit: NodeUnit) -> str:
         "RELEASE_TMP": f"{paths.state}/tmp",
         "RELX_OUT_FILE_PATH": f"{paths.state}/tmp",
     }
-    if unit.short_names:
-        env["BEAMFLEET_PROVIDER"] = "hostname"
-    else:
-        env["BEAMFLEET_CIDR"] = unit.cidr
-        env["BEAMFLEET_DIST_INTERFACE"] = "1"
-        if unit.provider:
-            env["BEAMFLEET_PROVIDER"] = unit.provider
+    env.update(_naming_env(unit))
     env.update(unit.env)
     lines = [f"{key}={_env_value(value)}" for key, value in env.items()]
     return "# written by beamfleet: the node's environment (no secret)\n" + "\n".join(lines) + "\n"
@@ -358,13 +363,7 @@ def image_node_env(paths: HostPaths, unit: NodeUnit) -> str:
         "RELEASE_TMP": "/tmp/beamfleet-release",
         "RELX_OUT_FILE_PATH": "/tmp/beamfleet-release",
     }
-    if unit.short_names:
-        env["BEAMFLEET_PROVIDER"] = "hostname"
-    else:
-        env["BEAMFLEET_CIDR"] = unit.cidr
-        env["BEAMFLEET_DIST_INTERFACE"] = "1"
-        if unit.provider:
-            env["BEAMFLEET_PROVIDER"] = unit.provider
+    env.update(_naming_env(unit))
     env.update(unit.env)
     lines = [f"{key}={value}" for key, value in env.items()]
     return "# written by beamfleet: the node's environment (no secret)\n" + "\n".join(lines) + "\n"

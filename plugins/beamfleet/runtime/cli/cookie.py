@@ -12,7 +12,25 @@ import os
 import stat
 from pathlib import Path
 
+import click
+
+from beamfleet.runtime.constants import EPMD_PORT
 from beamfleet.runtime.erlang_dist import CookieFileError, read_cookie_file
+
+# The options of every command that connects to nodes (`beamfleet node ...`, `mesh`).
+cookie_file_option = click.option(
+    "--cookie-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="File holding the cookie [default: $BEAMFLEET_COOKIE_FILE, then ~/.erlang.cookie].",
+)
+epmd_port_option = click.option(
+    "--epmd-port",
+    type=click.IntRange(1, 65535),
+    default=lambda: int(os.environ.get("ERL_EPMD_PORT", str(EPMD_PORT))),
+    show_default=f"$ERL_EPMD_PORT or {EPMD_PORT}",
+    help="EPMD port on the nodes' hosts.",
+)
 
 
 def read_private_cookie(path: str | os.PathLike[str]) -> str:

@@ -14,14 +14,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 from pathlib import Path
 
 import click
 
-from beamfleet.runtime.cli.cookie import read_private_cookie
-from beamfleet.runtime.constants import EPMD_PORT
+from beamfleet.runtime.cli.cookie import (
+    cookie_file_option,
+    epmd_port_option,
+    read_private_cookie,
+)
 from beamfleet.runtime.erlang_dist import CookieFileError, default_cookie_file
 from beamfleet.runtime.mesh import wait_for_mesh
 from beamfleet.runtime.node_names import is_node_name
@@ -50,12 +52,7 @@ def _nodes_from_file(path: Path) -> list[str]:
     default=None,
     help="Also read node names from this file, one per line.",
 )
-@click.option(
-    "--cookie-file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="File holding the cookie [default: $BEAMFLEET_COOKIE_FILE, then ~/.erlang.cookie].",
-)
+@cookie_file_option
 @click.option(
     "--timeout",
     type=click.FloatRange(min=0),
@@ -71,13 +68,7 @@ def _nodes_from_file(path: Path) -> list[str]:
     "--connect-timeout", type=click.FloatRange(min=0.05), default=3.0, show_default=True,
     help="Seconds allowed to connect to and ask one node.",
 )  # fmt: skip
-@click.option(
-    "--epmd-port",
-    type=click.IntRange(1, 65535),
-    default=lambda: int(os.environ.get("ERL_EPMD_PORT", str(EPMD_PORT))),
-    show_default=f"$ERL_EPMD_PORT or {EPMD_PORT}",
-    help="EPMD port on the nodes' hosts.",
-)
+@epmd_port_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def mesh(
     *,

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -29,8 +28,11 @@ from typing import Any, TypeVar
 
 import click
 
-from beamfleet.runtime.cli.cookie import read_private_cookie
-from beamfleet.runtime.constants import EPMD_PORT
+from beamfleet.runtime.cli.cookie import (
+    cookie_file_option,
+    epmd_port_option,
+    read_private_cookie,
+)
 from beamfleet.runtime.erlang_dist import (
     AuthenticationFailed,
     CookieFileError,
@@ -90,12 +92,7 @@ class NodeCall:
 def _common_options(func: F) -> F:
     """The options every command takes, handed to it as one ``call: NodeCall``."""
 
-    @click.option(
-        "--cookie-file",
-        type=click.Path(dir_okay=False, path_type=Path),
-        default=None,
-        help="File holding the cookie [default: $BEAMFLEET_COOKIE_FILE, then ~/.erlang.cookie].",
-    )
+    @cookie_file_option
     @click.option(
         "--timeout",
         type=click.FloatRange(min=0.05),
@@ -103,13 +100,7 @@ def _common_options(func: F) -> F:
         show_default=True,
         help="Seconds allowed for each step and the call.",
     )
-    @click.option(
-        "--epmd-port",
-        type=click.IntRange(1, 65535),
-        default=lambda: int(os.environ.get("ERL_EPMD_PORT", str(EPMD_PORT))),
-        show_default=f"$ERL_EPMD_PORT or {EPMD_PORT}",
-        help="EPMD port on the node's host.",
-    )
+    @epmd_port_option
     @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
     @wraps(func)
     def wrapper(
