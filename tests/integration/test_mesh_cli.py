@@ -15,11 +15,13 @@ NodeFactory = Callable[..., ErlNode]
 
 
 def mesh(node: ErlNode, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "BEAMFLEET_COOKIE_FILE": str(node.cookie_file),
-           "ERL_EPMD_PORT": str(node.epmd_port)}
+    env = {
+        **os.environ,
+        "BEAMFLEET_COOKIE_FILE": str(node.cookie_file),
+        "ERL_EPMD_PORT": str(node.epmd_port),
+    }
     argv = [sys.executable, "-m", "beamfleet", "mesh", *args]
-    result = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60,
-                            check=False)
+    result = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60, check=False)
     assert node.cookie not in result.stdout + result.stderr
     return result
 

@@ -10,7 +10,9 @@ runs with ``--data cluster_mode=host``. Peers come from the lab's DNS server.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import re
+import socket
 import subprocess
 import threading
 import time
@@ -238,3 +240,38 @@ def test_a_removed_host_leaves_a_complete_mesh(lab: LabHandle, releases: dict[st
     assert f"{APP}@{lab.ip('host4')}" not in lab.ssh("host1", f"cat /etc/beamfleet/{APP}/nodes")
     lab.forget_host("host4")  # the lab's DNS record drops it too
     assert_mesh_table(check(lab), 3)
+
+
+def _reachable(address: str, port: int) -> bool:
+    try:
+        with socket.create_connection((address, port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def test_the_firewall_admits_the_cluster_network_only(
+    lab: LabHandle, releases: dict[str, Path]
+) -> None:
+    """`host_firewall` with a cluster_cidr that holds the hosts (.11-.15) but not this
+    machine's address on the lab network (.1): the nodes still mesh, this machine's
+    connections to the port mapper are dropped."""
+    host1 = lab.ip("host1")
+    assert _reachable(host1, 4369)
+    narrow = str(ipaddress.ip_network(f"{host1}/29", strict=False))
+    args = ("--data", "host_firewall=true", "--data", f"cluster_cidr={narrow}")
+    run = deploy(lab, releases["v2"], *args)
+    assert run.ok, run.output
+    report = lab.pyinfra(
+        "deploys/check.py", *HOST_MODE, "--data", "check_timeout=60",
+        "--data", f"cluster_cidr={narrow}",
+    )  # fmt: skip
+    assert_mesh_table(report, 3)
+    assert not _reachable(host1, 4369)
+    assert (
+        lab.ssh("host2", f"timeout 3 bash -c 'echo > /dev/tcp/{host1}/4369' && echo open").strip()
+        == "open"
+    )
+    again = deploy(lab, releases["v2"], *args)
+    assert again.ok, again.output
+    assert again.changed_ops == {}

@@ -164,3 +164,21 @@ def test_image_runner_env_is_raw_for_docker() -> None:
     assert env["BEAMFLEET_COOKIE_FILE"] == "/run/secrets/erlang_cookie"
     assert env["BEAMFLEET_CIDR"] == "10.232.1.0/24" and env["BEAMFLEET_DIST_INTERFACE"] == "1"
     assert "-start_epmd false" in env["ERL_AFLAGS"]
+
+
+def test_firewall_admits_the_cluster_network_only() -> None:
+    rules = host_files.firewall_rules(PATHS, "10.232.1.8/29", (9100, 9109))
+    body = rules.splitlines()
+    # replaced whole on every load, the host's other tables untouched
+    assert body[2:5] == [
+        "table inet beamfleet_demo",
+        "delete table inet beamfleet_demo",
+        "table inet beamfleet_demo {",
+    ]
+    assert "    ip saddr 10.232.1.8/29 tcp dport { 4369, 9100-9109 } accept" in body
+    assert "    tcp dport { 4369, 9100-9109 } drop" in body
+    accept = body.index("    ip saddr 10.232.1.8/29 tcp dport { 4369, 9100-9109 } accept")
+    assert accept < body.index("    tcp dport { 4369, 9100-9109 } drop")
+    unit = host_files.firewall_unit(PATHS)
+    assert "ExecStart=/usr/sbin/nft -f /etc/beamfleet/demo/firewall.nft\n" in unit
+    assert "Before=beamfleet-epmd.service network-pre.target\n" in unit

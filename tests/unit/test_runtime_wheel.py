@@ -55,13 +55,21 @@ def test_unpacked_it_runs_beamfleet_without_the_controller(tmp_path: Path) -> No
         "print(importlib.util.find_spec('beamfleet.controller'))"
     )
     out = subprocess.run(
-        [sys.executable, "-c", probe], env=env, cwd=tmp_path, capture_output=True, text=True,
+        [sys.executable, "-c", probe],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
         check=True,
     ).stdout.split()
     assert out[0].startswith(str(target))
     assert out[1] == "None"
     help_text = subprocess.run(
-        [sys.executable, "-m", "beamfleet", "mesh", "--help"], env=env, cwd=tmp_path,
-        capture_output=True, text=True, check=True,
+        [sys.executable, "-m", "beamfleet", "mesh", "--help"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     assert "--nodes-file" in help_text

@@ -126,6 +126,8 @@ class HostPaths:
             self.nodes,
             self.agent_config,
             f"{BIN}/beamfleet",
+            f"{self.etc}/firewall.nft",
+            self.unit_path(f"beamfleet-{self.app}-firewall.service"),
         )
 
 
@@ -367,3 +369,53 @@ def image_node_env(paths: HostPaths, unit: NodeUnit) -> str:
     env.update(unit.env)
     lines = [f"{key}={value}" for key, value in env.items()]
     return "# written by beamfleet: the node's environment (no secret)\n" + "\n".join(lines) + "\n"
+
+
+def firewall_table(app: str) -> str:
+    return f"beamfleet_{app.replace('-', '_').replace('.', '_')}"
+
+
+def firewall_rules(paths: HostPaths, cidr: str, dist_ports: tuple[int, int]) -> str:
+    """nftables rules: the port mapper and the distribution ports only from ``cidr`` (and
+    loopback). A table of beamfleet's own, replaced whole on each load ("table; delete
+    table; table {...}"), so the host's other rules are left alone."""
+    table = firewall_table(paths.app)
+    low, high = dist_ports
+    ports = f"{{ {EPMD_PORT}, {low}-{high} }}"
+    return (
+        "#!/usr/sbin/nft -f\n"
+        f"# written by beamfleet: {paths.app}'s port mapper and distribution from {cidr} only\n"
+        f"table inet {table}\n"
+        f"delete table inet {table}\n"
+        f"table inet {table} {{\n"
+        "  chain input {\n"
+        "    type filter hook input priority filter; policy accept;\n"
+        '    iifname "lo" accept\n'
+        f"    ip saddr {cidr} tcp dport {ports} accept\n"
+        f"    tcp dport {ports} drop\n"
+        "  }\n"
+        "}\n"
+    )
+
+
+def firewall_path(paths: HostPaths) -> str:
+    return f"{paths.etc}/firewall.nft"
+
+
+def firewall_unit(paths: HostPaths) -> str:
+    """Loads the rules at boot, before the port mapper; stopping it removes them."""
+    table = firewall_table(paths.app)
+    return (
+        "[Unit]\n"
+        f"Description=beamfleet firewall rules for {paths.app} (port mapper, distribution)\n"
+        f"Before={EPMD_UNIT} network-pre.target\nWants=network-pre.target\n"
+        "DefaultDependencies=no\n\n"
+        "[Service]\nType=oneshot\nRemainAfterExit=yes\n"
+        f"ExecStart=/usr/sbin/nft -f {firewall_path(paths)}\n"
+        f"ExecStop=/usr/sbin/nft delete table inet {table}\n\n"
+        "[Install]\nWantedBy=multi-user.target\n"
+    )
+
+
+def firewall_unit_name(paths: HostPaths) -> str:
+    return f"beamfleet-{paths.app}-firewall.service"

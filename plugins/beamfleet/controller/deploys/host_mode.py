@@ -179,6 +179,13 @@ HOST_KEYS = KeyTable(
             default_doc="none: the inventory's hosts, in a file",
         ),
         KeySpec(
+            "host_firewall",
+            (bool,),
+            "host mode: nftables rules that admit the port mapper (4369) and the "
+            "distribution ports from `cluster_cidr` only; other sources are dropped",
+            False,
+        ),
+        KeySpec(
             "roll_timeout",
             (int,),
             "host mode: seconds a restarted node has to be back in the complete mesh "
@@ -223,6 +230,7 @@ class HostSettings:
     short_names: bool
     provider: str
     dist_ports: tuple[int, int]
+    firewall: bool
     discovery_dns: str
     roll_timeout: int
     agent_port: int
@@ -271,6 +279,9 @@ def host_settings(data_host: Host | None = None) -> HostSettings:
             "`discovery_dns` gives addresses, but `node_names: short` names nodes by hostname: "
             "leave `discovery_dns` unset (the agents then read the inventory's hosts)"
         )
+    firewall = bool(HOST_KEYS.value(data, "host_firewall"))
+    if firewall and net is None:
+        problems.append("`host_firewall` admits `cluster_cidr` only: set `cluster_cidr`")
     if problems:
         raise HostModeError(problems)
     from beamfleet.controller.deploys.cluster import CLUSTER_KEYS  # noqa: PLC0415 (cycle)
@@ -289,6 +300,7 @@ def host_settings(data_host: Host | None = None) -> HostSettings:
         short_names=short,
         provider=provider,
         dist_ports=(low, high),
+        firewall=firewall,
         discovery_dns=discovery,
         roll_timeout=int(HOST_KEYS.value(data, "roll_timeout")),
         agent_port=int(AGENT_KEYS.value(data, "agent_port")),
@@ -434,7 +446,10 @@ def _make_plan(run: State, ship: bool) -> HostPlan:
             runner = ReleaseRunner(release, archive)
         plan.shipment = (runner, build_runtime_wheel(images.cache_dir() / "runtime"))
     paths = settings.paths
-    units = (host_files.EPMD_UNIT, paths.node_unit, paths.agent_unit)
+    units = (
+        host_files.EPMD_UNIT, paths.node_unit, paths.agent_unit,
+        host_files.firewall_unit_name(paths),
+    )  # fmt: skip
     problems: list[str] = []
     names: dict[str, str] = {}
     for member in run.inventory:
@@ -530,8 +545,9 @@ def _mask_debian_epmd() -> None:
     )
 
 
-def _packages(runner: NodeRunner) -> None:
+def _packages(runner: NodeRunner, firewall: bool) -> None:
     wanted = list(AGENT_PACKAGES) + (list(ERLANG_PACKAGES) if runner.needs_erlang_base else [])
+    wanted += ["nftables"] if firewall else []
     installed = host.get_fact(DebPackages)
     if all(p in installed for p in wanted):
         return
@@ -642,7 +658,7 @@ def host_cluster() -> None:
     s, paths = plan.settings, plan.settings.paths
     runner = plan.runner
     _mask_debian_epmd()
-    _packages(runner)
+    _packages(runner, s.firewall)
     _account(s)
     _cookie(plan, me)
     target = runner.install(me.facts, paths)
@@ -671,6 +687,7 @@ def host_cluster() -> None:
     )
     agent_changed |= changed_launcher or me.facts.runtime != runtime_digest(plan.wheel)
     active = [u for u, st in me.facts.active.items() if st == "active"]
+    _firewall(me, s, active)
     host_ops.units_started(
         name="Port mapper",
         units=[host_files.EPMD_UNIT],
@@ -704,6 +721,29 @@ def host_cluster() -> None:
         restart=[paths.agent_unit]
         if agent_changed and me.facts.is_active(paths.agent_unit)
         else [],
+        active=active,
+    )
+
+
+def _firewall(me: HostNode, s: HostSettings, active: list[str]) -> None:
+    """``host_firewall``: the rules and the unit that loads them (reloaded when they
+    change); without it, a unit left by an earlier run is stopped (its rules removed)."""
+    paths = s.paths
+    unit = host_files.firewall_unit_name(paths)
+    if not s.firewall:
+        if unit in active:
+            server.shell(
+                name="Remove the firewall rules", commands=[f"systemctl disable --now {unit}"]
+            )
+        return
+    rules = host_files.firewall_rules(paths, str(s.cidr), s.dist_ports)
+    changed = _file(me, host_files.firewall_path(paths), rules)
+    changed |= _file(me, paths.unit_path(unit), host_files.firewall_unit(paths))
+    host_ops.units_started(
+        name="Firewall rules",
+        units=[unit],
+        restart=[unit] if changed and unit in active else [],
+        reload=changed,
         active=active,
     )
 
@@ -798,7 +838,10 @@ def remove_from_hosts(names: set[str]) -> None:
     paths = plan.settings.paths
     me = plan.nodes[host.name]
     if host.name in names:
-        units = [paths.agent_unit, paths.node_unit, host_files.EPMD_UNIT]
+        units = [
+            paths.agent_unit, paths.node_unit, host_files.EPMD_UNIT,
+            host_files.firewall_unit_name(paths),
+        ]  # fmt: skip
         running = [u for u in units if me.facts.is_active(u)]
         server.shell(
             name=f"Stop and disable {', '.join(units)}",
