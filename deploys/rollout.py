@@ -1,11 +1,13 @@
-"""Roll the application to a new image, one task at a time, with automatic rollback.
+"""Roll the applications to what the inventory says, one task at a time, with rollback.
 
-    pyinfra -y inventories/lab.py deploys/rollout.py --data image=app:2.0
+    pyinfra -y inventories/lab.py deploys/rollout.py                 # every application
+    pyinfra -y inventories/lab.py deploys/rollout.py --data app=chat # one of `apps`
 
-The image must be in this machine's Docker engine (it is loaded on every host), or in a
-registry the hosts pull from (``image_registry``). Each task is replaced by a new one
-started first; if new tasks fail, the swarm rolls back and this run fails. Then set
-``app_image`` in the inventory to the same image. See docs/cluster.md.
+Set the new image (`app_image`, or `image` in an entry of `apps`), build, environment,
+limits or replicas in the inventory first: only the applications whose service changed
+roll; if new tasks fail, the swarm rolls back and this run fails. Images must be in this
+machine's Docker engine (loaded on every host) or in a registry (``image_registry``).
+See docs/cluster.md.
 """
 
 from beamfleet.controller.deploys.cluster import rollout

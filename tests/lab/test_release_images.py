@@ -10,6 +10,8 @@ in no `ps` line of any host, and the derived layer small.
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -147,3 +149,90 @@ def test_release_image_unmodified(lab: LabHandle, kind: str) -> None:
     layer = derived_layer_bytes(deployed, image)
     print(f"{kind}: derived image {deployed}, layer {layer} bytes")
     assert 0 < layer < LAYER_MAX_BYTES, layer
+
+
+def apps_inventory(lab: LabHandle, env: dict[str, dict[str, str]] | None = None) -> Path:
+    """The four applications above as one inventory (`apps`), each as it was deployed."""
+    apps = {
+        app: {
+            "image": f"beamfleet-imgtest-{kind}:latest",
+            "subnet": subnet,
+            "replicas": REPLICAS,
+            "user_id": 10001,
+            **({"env": env[app]} if env and app in env else {}),
+        }
+        for kind, (app, subnet, _) in KINDS.items()
+    }
+    path = lab.inventory.with_name("images-apps.py")
+    path.write_text(
+        "import runpy\n"
+        f"_lab = runpy.run_path({str(lab.inventory)!r})\n"
+        f"_extra = {{'apps': {apps!r}}}\n"
+        "managers = [(n, {**d, **_extra}) for n, d in _lab['managers']]\n"
+        "workers = [(n, {**d, **_extra}) for n, d in _lab.get('workers', [])]\n"
+    )
+    return path
+
+
+def peers_of_one_node(lab: LabHandle, app: str) -> list[str]:
+    """``nodes()`` of one of ``app``'s nodes, asked from its agent (with its cookie)."""
+    agent = lab.ssh(
+        MANAGER, f"docker ps -q --filter label=com.docker.swarm.service.name={app}-agent"
+    ).split()[0]
+    task = lab.ssh(
+        MANAGER,
+        f"docker service ps -q --filter desired-state=running {app} | head -n1 | "
+        "xargs docker inspect --format "
+        "'{{range .NetworksAttachments}}{{range .Addresses}}{{.}} {{end}}{{end}}'",
+    )
+    subnet = ipaddress.ip_network(next(k[1] for k in KINDS.values() if k[0] == app))
+    ip = next(
+        a.split("/")[0] for a in task.split() if ipaddress.ip_address(a.split("/")[0]) in subnet
+    )
+    out = lab.ssh(
+        MANAGER,
+        f"docker exec {agent} python3 -m beamfleet node nodes {app}@{ip} --json "
+        "--cookie-file /run/secrets/erlang_cookie",
+    )
+    return list(json.loads(out)["nodes"])
+
+
+def test_the_four_as_applications_of_one_inventory(lab: LabHandle) -> None:
+    """`apps`: the same four applications in one inventory are what runs already (no
+    change); each has its own cookie and mesh, no node connects to another application's;
+    changing one application's environment rolls it alone."""
+    for kind in KINDS:
+        build_image(kind)  # present: deployed by the tests above
+    run = run_pyinfra(apps_inventory(lab), "deploys/cluster.py")
+    lab.runs.append(run)
+    assert run.ok, run.output
+    assert run.changed_ops == {}, run.changed_ops
+
+    check = run_pyinfra(apps_inventory(lab), "deploys/check.py")
+    lab.runs.append(check)
+    assert check.ok, check.output
+    assert check.stderr.count(f"{REPLICAS} desired, {REPLICAS} running") == len(KINDS)
+
+    cookies = set()
+    for app, _, _ in KINDS.values():
+        cid = lab.ssh(
+            MANAGER, f"docker ps -q --filter label=com.docker.swarm.service.name={app} | head -n1"
+        ).strip()
+        cookies.add(lab.ssh(MANAGER, f"docker exec {cid} cat /run/secrets/erlang_cookie").strip())
+        peers = peers_of_one_node(lab, app)
+        assert len(peers) == REPLICAS - 1 and all(p.startswith(f"{app}@") for p in peers), peers
+    assert len(cookies) == len(KINDS)
+
+    before = {app: task_history(lab, app) for app, _, _ in KINDS.values()}
+    rolled = "imgerl"
+    changed = run_pyinfra(apps_inventory(lab, env={rolled: {"RELEASE": "2"}}), "deploys/cluster.py")
+    lab.runs.append(changed)
+    assert changed.ok, changed.output
+    after = {app: task_history(lab, app) for app, _, _ in KINDS.values()}
+    for app, tasks in before.items():
+        if app == rolled:
+            assert after[app] > tasks, "the changed application did not roll"
+        else:
+            assert after[app] == tasks, f"{app} was touched"
+    check = run_pyinfra(apps_inventory(lab, env={rolled: {"RELEASE": "2"}}), "deploys/check.py")
+    assert check.ok, check.output

@@ -18,7 +18,6 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.api.host import Host
@@ -27,6 +26,7 @@ from pyinfra.context import host, state
 from beamfleet.controller.deploys import host_mode, images
 from beamfleet.controller.deploys.agent import AGENT_KEYS, AgentSettings, agent_name, agent_service
 from beamfleet.controller.deploys.app import APP_KEYS, AppSettings, app_service
+from beamfleet.controller.deploys.apps import APPS_KEYS, AppEntry, app_entries
 from beamfleet.controller.deploys.cookie import cookie_secret
 from beamfleet.controller.deploys.swarm import (
     removal_targets,
@@ -38,7 +38,6 @@ from beamfleet.controller.facts.beam import MeshReport, render_mesh
 from beamfleet.controller.inventory import (
     KeySpec,
     KeyTable,
-    image_reference,
     positive,
     register_keys,
     validate_state,
@@ -72,24 +71,27 @@ CLUSTER_KEYS = KeyTable(
             120,
             positive,
         ),
-        KeySpec("image", (str,), "`rollout.py` only: the image to roll out", check=image_reference),
     ),
 )
 # The keys a cluster run reads, in the order docs/cluster.md lists them.
-CLUSTER_RUN_KEYS = (APP_KEYS, AGENT_KEYS, CLUSTER_KEYS)
+CLUSTER_RUN_KEYS = (APP_KEYS, APPS_KEYS, AGENT_KEYS, CLUSTER_KEYS)
 for _table in CLUSTER_RUN_KEYS:
     register_keys(_table)
 
 
 @dataclass(frozen=True)
 class ClusterSettings:
-    app: AppSettings
+    apps: tuple[AppEntry, ...]  # one, or the inventory's `apps`
     agent: AgentSettings
-    build: str
     registry: bool
     cookie_file: str | None
     rotate_cookie: bool
     check_timeout: int
+
+    @property
+    def app(self) -> AppSettings:
+        """The first (with the short form, the only) application."""
+        return self.apps[0].settings
 
 
 def acting_manager() -> Host:
@@ -97,38 +99,22 @@ def acting_manager() -> Host:
     return state.inventory.get_host(swarm_plan(state).acting_manager)
 
 
-def cluster_settings(data_host: Host | None = None, image: str | None = None) -> ClusterSettings:
-    """Read the cluster's settings from a host's data (default: the acting manager)."""
+def cluster_settings(
+    data_host: Host | None = None, image: str | None = None, only: str | None = None
+) -> ClusterSettings:
+    """Read the cluster's settings from a host's data (default: the acting manager).
+
+    ``only``: that application of ``apps``; ``image``: its image instead of the inventory's.
+    """
     data = (data_host or acting_manager()).data
-
-    def app(key: str) -> Any:
-        return APP_KEYS.value(data, key)
-
-    # basename and network left empty are derived from the name by AppSettings.
-    app_settings = AppSettings(
-        name=str(app("app_name")),
-        basename=str(app("app_basename") or ""),
-        image=image or str(app("app_image") or ""),
-        replicas=int(app("app_replicas")),
-        env={str(k): str(v) for k, v in dict(app("app_env")).items()},
-        network=str(app("app_network") or ""),
-        network_encrypted=bool(app("app_network_encrypted")),
-        network_attachable=bool(app("app_network_attachable")),
-        subnet=str(app("app_subnet")),
-        user_id=int(app("app_user_id")),
-        cpus=float(app("app_cpus")),
-        memory_mb=int(app("app_memory_mb")),
-        healthcheck=app("app_healthcheck"),
-    )
     agent_settings = AgentSettings(
         image=str(AGENT_KEYS.value(data, "agent_image") or ""),
         interval=float(AGENT_KEYS.value(data, "agent_interval")),
         port=int(AGENT_KEYS.value(data, "agent_port")),
     )
     return ClusterSettings(
-        app=app_settings,
+        apps=tuple(app_entries(data, image=image, only=only)),
         agent=agent_settings,
-        build=str(app("app_build")),
         registry=bool(CLUSTER_KEYS.value(data, "image_registry")),
         cookie_file=CLUSTER_KEYS.value(data, "cookie_file"),
         rotate_cookie=bool(CLUSTER_KEYS.value(data, "rotate_cookie")),
@@ -159,39 +145,46 @@ def check_image_user(image: images.Image, settings: AppSettings) -> None:
         )
 
 
-def resolve_images(settings: ClusterSettings) -> tuple[images.Image, images.Image]:
-    """The app and agent images: given (pulled, or loaded from this machine) or built.
-
-    An application image that does not name itself is adapted (images.app_image)."""
-    if settings.app.image:
-        app = _app_image(settings.app.image, settings.registry)
+def app_image_of(entry: AppEntry, registry: bool) -> images.Image:
+    """An application's image: given (pulled, or loaded from this machine) or built; one
+    that does not name itself is adapted (images.app_image)."""
+    if entry.settings.image:
+        app = _app_image(entry.settings.image, registry)
     else:
         built = images.build(
-            images.APP_REPO_DEFAULT, images.app_context(Path(settings.build)), archive=False
+            images.APP_REPO_DEFAULT, images.app_context(Path(entry.build)), archive=False
         )
         app = images.app_image(built.ref, built)
-    check_image_user(app, settings.app)
+    check_image_user(app, entry.settings)
+    return app
+
+
+def resolve_images(settings: ClusterSettings) -> tuple[list[images.Image], images.Image]:
+    """Every application's image (in the order of ``settings.apps``) and the agent's."""
+    apps = [app_image_of(entry, settings.registry) for entry in settings.apps]
     if settings.agent.image:
         agent = _image(settings.agent.image, settings.registry)
     else:
         agent = images.build(images.AGENT_REPO, images.agent_context())
-    return app, agent
+    return apps, agent
 
 
 def deploy_services(
     settings: ClusterSettings,
-    app_image: str,
+    entry: AppEntry,
+    app_image: images.Image,
     agent_image: str,
     wait_rollout: float | None = None,
-    epmd: str = "epmd",
 ) -> None:
-    """Cookie, application and agent services (call on the acting manager only).
-
-    ``epmd``: the EPMD binary of the application image, for the default healthcheck."""
+    """One application's cookie, service and agent (call on the acting manager only)."""
     secret = cookie_secret(
-        app=settings.app.name, rotate=settings.rotate_cookie, cookie_file=settings.cookie_file
+        app=entry.settings.name,
+        rotate=settings.rotate_cookie,
+        cookie_file=entry.cookie_file or settings.cookie_file,
     )
-    app = AppSettings(**{**settings.app.__dict__, "image": app_image, "epmd": epmd})
+    app = AppSettings(
+        **{**entry.settings.__dict__, "image": app_image.ref, "epmd": app_image.epmd}
+    )
     agent = AgentSettings(**{**settings.agent.__dict__, "image": agent_image})
     app_service(settings=app, cookie_secret=secret, wait_rollout=wait_rollout)
     agent_service(app=app, agent=agent, cookie_secret=secret)
@@ -205,10 +198,11 @@ def cluster() -> None:
         return
     swarm_cluster()
     settings = cluster_settings()
-    app_image, agent_image = resolve_images(settings)
-    images.distribute(wanted=[app_image, agent_image])
+    app_images, agent_image = resolve_images(settings)
+    images.distribute(wanted=[*app_images, agent_image])
     if host.name == acting_manager().name:
-        deploy_services(settings, app_image.ref, agent_image.ref, epmd=app_image.epmd)
+        for entry, image in zip(settings.apps, app_images, strict=True):
+            deploy_services(settings, entry, image, agent_image.ref)
 
 
 class MeshIncompleteError(PyinfraError):
@@ -216,34 +210,41 @@ class MeshIncompleteError(PyinfraError):
 
 
 def check_mesh() -> None:
-    """``check.py``: print the mesh table (on one host) and fail unless it is complete."""
+    """``check.py``: print each application's mesh table (from one host) and fail unless
+    every one is complete (``--data app=NAME``: that one)."""
     if host_mode.cluster_mode(state) == "host":
         report = host_mode.check_host_mesh()
+        reports = [report] if report is not None else []
         timeout = host_mode.host_settings().check_timeout
     elif host.name == acting_manager().name:
-        settings = cluster_settings()
-        app = settings.app
-        report = host.get_fact(
-            MeshReport,
-            app=app.name,
-            basename=app.basename,
-            network=app.network,
-            agent=agent_name(app),
-            cookie_file=COOKIE_MOUNT_PATH,
-            timeout=settings.check_timeout,
-        )
+        only = APPS_KEYS.value(host.data, "app")
+        settings = cluster_settings(only=str(only) if only else None)
         timeout = settings.check_timeout
+        reports = [
+            host.get_fact(
+                MeshReport,
+                app=entry.settings.name,
+                basename=entry.settings.basename,
+                network=entry.settings.network,
+                agent=agent_name(entry.settings),
+                cookie_file=COOKIE_MOUNT_PATH,
+                timeout=timeout,
+            )
+            for entry in settings.apps
+        ]
     else:
         return
-    if report is None:
-        return
-    # stderr: stdout stays clean for `pyinfra --json`
-    print(render_mesh(report), file=sys.stderr, flush=True)
-    if not report.get("complete"):
-        raise MeshIncompleteError(
-            f"the {report.get('app')} mesh is not complete after {timeout} s: "
-            + "; ".join(report.get("problems") or ["no report"])
-        )
+    incomplete = []
+    for report in reports:
+        # stderr: stdout stays clean for `pyinfra --json`
+        print(render_mesh(report), file=sys.stderr, flush=True)
+        if not report.get("complete"):
+            incomplete.append(
+                f"the {report.get('app')} mesh is not complete after {timeout} s: "
+                + "; ".join(report.get("problems") or ["no report"])
+            )
+    if incomplete:
+        raise MeshIncompleteError("\n".join(incomplete))
 
 
 def remove_hosts(raw: str) -> None:
@@ -254,33 +255,28 @@ def remove_hosts(raw: str) -> None:
         remove_swarm_hosts(raw=raw)
 
 
-class RolloutError(PyinfraError):
-    """rollout.py was not told what to roll out."""
-
-
 def rollout() -> None:
-    """Roll the application to ``image`` (``--data image=app:2.0``), one task at a time.
+    """Roll the applications to what the inventory says, and wait for the outcome.
 
-    The image is loaded on every host first (or pulled, with ``image_registry``); the
-    service then updates per its ``UpdateConfig`` (start-first, one task at a time) and
-    rolls back by itself if new tasks fail; this waits for the outcome and fails on a
-    rollback. Put the same image in ``app_image`` afterwards, or the next cluster.py run
-    rolls back to the inventory's image.
+    The inventory is the truth: change an application's image (``app_image``, or
+    ``apps.NAME.image``), build, environment, limits or replicas there, then run this (or
+    ``cluster.py``, which also provisions the swarm). Only the applications whose service
+    changed roll, one task at a time (start-first), rolling back by themselves when new
+    tasks fail; this waits for each and fails on a rollback. ``--data app=NAME``: that
+    application only.
     """
-    validate_state(state)  # the image reference too, before any host is touched
-    image = host.data.get("image")
-    if not image or not isinstance(image, str):
-        raise RolloutError(
-            "give the image to roll out: pyinfra INVENTORY deploys/rollout.py --data image=app:2.0"
-        )
-    settings = cluster_settings(image=image)
-    app_image = _app_image(image, settings.registry)
-    check_image_user(app_image, settings.app)
-    agent_image = resolve_images(settings)[1]
-    images.distribute(wanted=[app_image, agent_image])
+    # a one-off `--data image=...` is refused by the validation (unknown key: it would
+    # leave the inventory and the cluster disagreeing); set `app_image` instead
+    validate_state(state)
+    only = APPS_KEYS.value(host.data, "app")
+    settings = cluster_settings(only=str(only) if only else None)
+    app_images, agent_image = resolve_images(settings)
+    images.distribute(wanted=[*app_images, agent_image])
     if host.name == acting_manager().name:
-        per_task = settings.app.update_delay_s + settings.app.update_monitor_s + 30
-        deploy_services(
-            settings, app_image.ref, agent_image.ref,
-            wait_rollout=60 + settings.app.replicas * per_task, epmd=app_image.epmd,
-        )  # fmt: skip
+        for entry, image in zip(settings.apps, app_images, strict=True):
+            app = entry.settings
+            per_task = app.update_delay_s + app.update_monitor_s + 30
+            deploy_services(
+                settings, entry, image, agent_image.ref,
+                wait_rollout=60 + app.replicas * per_task,
+            )  # fmt: skip
