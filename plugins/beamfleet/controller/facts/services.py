@@ -18,6 +18,7 @@ from pyinfra.api.facts import FactBase
 from typing_extensions import override
 
 from beamfleet.controller.facts.docker_objects import SwarmObjects
+from beamfleet.controller.image_archive import present_chains
 from beamfleet.controller.remote_scripts import script_shell
 
 
@@ -139,3 +140,42 @@ class ImageId(FactBase[str | None]):
     def process(self, output: list[str]) -> str | None:
         lines = [line.strip() for line in output if line.strip().startswith("sha256:")]
         return lines[0] if lines else None
+
+
+class LayerChains(FactBase[frozenset[str]]):
+    """
+    The chain IDs of every image layer the host's engine holds (empty without Docker):
+    what :mod:`beamfleet.controller.image_archive` leaves out of an archive it ships.
+
+    .. code:: python
+
+        present = host.get_fact(LayerChains)
+    """
+
+    @override
+    def requires_command(self) -> str:
+        return "docker"
+
+    @override
+    def command(self) -> str:
+        return (
+            "docker image ls -q --no-trunc | sort -u | "
+            "xargs -r docker image inspect --format '{{json .RootFS.Layers}}' 2>/dev/null || true"
+        )
+
+    @override
+    @staticmethod
+    def default() -> frozenset[str]:
+        return frozenset()
+
+    @override
+    def process(self, output: list[str]) -> frozenset[str]:
+        lists = []
+        for line in output:
+            try:
+                layers = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(layers, list):
+                lists.append([str(x) for x in layers])
+        return present_chains(lists)

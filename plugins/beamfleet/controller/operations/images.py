@@ -2,7 +2,8 @@
 
 Clusters without a registry get images the way ``docker save | docker load`` does, over
 the SSH connection pyinfra already has: :func:`loaded` uploads an archive made on the
-controller (see :mod:`beamfleet.controller.deploys.images`) and loads it. Clusters with a registry
+controller (see :mod:`beamfleet.controller.deploys.images`) and loads it, leaving out the
+layers the host already has (:mod:`beamfleet.controller.image_archive`). Clusters with a registry
 use :func:`pulled`. Both do nothing when the host already has the image.
 """
 
@@ -17,7 +18,8 @@ from pyinfra.api.exceptions import OperationValueError
 from pyinfra.api.operation import operation
 from pyinfra.context import host
 
-from beamfleet.controller.facts.services import ImageId
+from beamfleet.controller.facts.services import ImageId, LayerChains
+from beamfleet.controller.image_archive import pruned_archive
 from beamfleet.controller.remote_scripts import script_command
 
 REMOTE_DIR = "/var/tmp"
@@ -40,7 +42,8 @@ def loaded(
     + image_id: the ``sha256:...`` ID the archive holds (``docker save``/``load`` keep it)
     + archive: path of the archive on the controller (``.tar`` or gzip-compressed)
 
-    The archive goes to ``/var/tmp`` on the host and is removed once loaded.
+    The archive goes to ``/var/tmp`` on the host and is removed once loaded. Only the
+    layers the host lacks travel: the layer files of the others are left out of it.
 
     **Example:**
 
@@ -55,8 +58,13 @@ def loaded(
     if host.get_fact(ImageId, image=image) == image_id:
         host.noop(f"{image} is already on the host")
         return
+    shipped, layers = pruned_archive(
+        Path(archive), host.get_fact(LayerChains), Path(archive).parent / "pruned"
+    )
+    if shipped != Path(archive):
+        host.noop(f"{image}: {layers} layer(s) to send, the host has the others")
     remote = f"{REMOTE_DIR}/beamfleet-image-{image_id.removeprefix('sha256:')[:16]}.tar"
-    yield FileUploadCommand(archive, remote)
+    yield FileUploadCommand(str(shipped), remote)
     yield load_image_command(remote)
 
 
