@@ -58,11 +58,9 @@ def loaded(
     if host.get_fact(ImageId, image=image) == image_id:
         host.noop(f"{image} is already on the host")
         return
-    shipped, layers = pruned_archive(
+    shipped, _ = pruned_archive(
         Path(archive), host.get_fact(LayerChains), Path(archive).parent / "pruned"
     )
-    if shipped != Path(archive):
-        host.noop(f"{image}: {layers} layer(s) to send, the host has the others")
     remote = f"{REMOTE_DIR}/beamfleet-image-{image_id.removeprefix('sha256:')[:16]}.tar"
     yield FileUploadCommand(str(shipped), remote)
     yield load_image_command(remote)
