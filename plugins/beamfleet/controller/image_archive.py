@@ -147,4 +147,14 @@ def pruned_archive(archive: Path, present: frozenset[str], cache: Path) -> tuple
             data: IO[bytes] | None = src.extractfile(member) if member.isfile() else None
             dst.addfile(member, data)
     partial.rename(target)
+    _trim(cache)
     return target, len(missing)
+
+
+KEEP_PRUNED = 16  # pruned archives kept (per controller): the newest ones
+
+
+def _trim(cache: Path) -> None:
+    made = sorted(cache.glob("*.tar.gz"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in made[KEEP_PRUNED:]:
+        old.unlink(missing_ok=True)
