@@ -75,6 +75,9 @@ HOST_RUN_FLAGS: tuple[str, ...] = (
     # An anonymous volume, so the inner engine's overlay2 is not on overlayfs; `down`
     # removes it with the container (docker rm -v).
     "-v", "/var/lib/docker",
+    # `systemctl reboot` on a host ends its systemd (PID 1): the engine starts the
+    # container again, as a VM comes back from a reboot.
+    "--restart", "unless-stopped",
 )  # fmt: skip
 
 

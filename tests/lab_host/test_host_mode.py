@@ -242,6 +242,31 @@ def test_a_removed_host_leaves_a_complete_mesh(lab: LabHandle, releases: dict[st
     assert_mesh_table(check(lab), 3)
 
 
+def boot_mark(lab: LabHandle, host: str) -> str:
+    return lab.ssh(host, "cut -d' ' -f22 /proc/1/stat").strip()
+
+
+def test_maintenance_reboots_one_host_at_a_time_keeping_the_rest_meshed(
+    lab: LabHandle, releases: dict[str, Path]
+) -> None:
+    cookie = lab.ssh("host1", f"cat {COOKIE}").strip()
+    marks = {h: boot_mark(lab, h) for h in host_names(lab)}
+    with MeshWatcher(nodes(lab), cookie) as watcher:
+        run = lab.pyinfra(
+            "deploys/maintenance.py", *HOST_MODE, "--data", "maintenance=reboot",
+            "--data", "maintain=host2,host3",
+        )  # fmt: skip
+    assert run.ok, run.output
+    after = {h: boot_mark(lab, h) for h in host_names(lab)}
+    assert after["host1"] == marks["host1"]
+    assert after["host2"] != marks["host2"] and after["host3"] != marks["host3"]
+    assert watcher.offenders() == [], watcher.offenders()
+    assert any(watcher.samples[:-1]), "no sample saw a host away: was anything rebooted?"
+    assert watcher.samples[-1] == {}
+    print(f"maintenance (reboot) of 2 hosts: {run.seconds:.1f} s")
+    assert_mesh_table(check(lab), 3)
+
+
 def _reachable(address: str, port: int) -> bool:
     try:
         with socket.create_connection((address, port), timeout=2):

@@ -12,6 +12,7 @@ from beamfleet.controller.deploys.agent import AGENT_KEYS, AgentSettings
 from beamfleet.controller.deploys.app import APP_KEYS, AppSettings
 from beamfleet.controller.deploys.cluster import CLUSTER_RUN_KEYS
 from beamfleet.controller.deploys.host_mode import HOST_KEYS
+from beamfleet.controller.deploys.maintenance import MAINTENANCE_KEYS
 from beamfleet.controller.deploys.swarm import SWARM_KEYS
 from beamfleet.controller.inventory import KNOWN_KEYS, KeySpec, KeyTable, KeyTableError
 from beamfleet.controller.operations.swarm import DEFAULT_ADDR_POOL
@@ -31,7 +32,7 @@ def test_the_docs_key_tables_match_the_declarations(document: str) -> None:
 
 
 def test_every_declared_key_is_documented_once_and_known_to_the_validation() -> None:
-    tables = [SWARM_KEYS, *CLUSTER_RUN_KEYS, HOST_KEYS]
+    tables = [SWARM_KEYS, *CLUSTER_RUN_KEYS, HOST_KEYS, MAINTENANCE_KEYS]
     names = [spec.name for table in tables for spec in table]
     assert len(names) == len(set(names)), "a key is declared in two tables"
     for name in names:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from beamfleet.controller.deploys.cluster import CLUSTER_RUN_KEYS
 from beamfleet.controller.deploys.host_mode import HOST_KEYS
+from beamfleet.controller.deploys.maintenance import MAINTENANCE_KEYS
 from beamfleet.controller.deploys.swarm import SWARM_KEYS
 from beamfleet.controller.inventory import KeyTable
 
@@ -30,7 +31,7 @@ END = "<!-- END generated key table -->"
 DOCUMENTS: dict[str, tuple[KeyTable, ...]] = {
     "docs/cluster.md": CLUSTER_RUN_KEYS,
     "docs/swarm.md": (SWARM_KEYS,),
-    "docs/host-mode.md": (HOST_KEYS,),
+    "docs/host-mode.md": (HOST_KEYS, MAINTENANCE_KEYS),
 }
 
 

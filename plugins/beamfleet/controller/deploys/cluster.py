@@ -23,7 +23,7 @@ from pyinfra.api.exceptions import PyinfraError
 from pyinfra.api.host import Host
 from pyinfra.context import host, state
 
-from beamfleet.controller.deploys import host_mode, images
+from beamfleet.controller.deploys import host_mode, images, maintenance
 from beamfleet.controller.deploys.agent import AGENT_KEYS, AgentSettings, agent_name, agent_service
 from beamfleet.controller.deploys.app import APP_KEYS, AppSettings, app_service
 from beamfleet.controller.deploys.apps import APPS_KEYS, AppEntry, app_entries
@@ -77,6 +77,8 @@ CLUSTER_KEYS = KeyTable(
 CLUSTER_RUN_KEYS = (APP_KEYS, APPS_KEYS, AGENT_KEYS, CLUSTER_KEYS)
 for _table in CLUSTER_RUN_KEYS:
     register_keys(_table)
+# maintenance.py's keys, known to every deploy's validation
+register_keys(maintenance.MAINTENANCE_KEYS)
 
 
 @dataclass(frozen=True)

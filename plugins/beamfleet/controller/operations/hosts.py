@@ -13,16 +13,19 @@ from __future__ import annotations
 
 import io
 import shlex
+import time
 from collections.abc import Generator, Sequence
 from pathlib import Path
 
+import gevent
 from pyinfra.api.command import FileUploadCommand, FunctionCommand, StringCommand
-from pyinfra.api.exceptions import OperationError
+from pyinfra.api.exceptions import OperationError, OperationValueError
 from pyinfra.api.host import Host
 from pyinfra.api.operation import operation
 from pyinfra.api.state import State
 from pyinfra.context import host
 
+from beamfleet.controller.host_files import BIN
 from beamfleet.controller.operations.engine_api import run_with_secret_stdin
 from beamfleet.controller.remote_scripts import script_command
 
@@ -259,3 +262,86 @@ def node_rolled(
         "host_roll.sh", mode, current, target, unit, nodes_file, cookie, str(timeout), node,
         *config,
     )  # fmt: skip
+
+
+def _boot_mark(host: Host) -> str:
+    """Changes when the host boots again: the kernel's boot ID (a VM), and PID 1's start
+    time (a container, whose kernel does not reboot)."""
+    ok, output = host.run_shell_command(
+        StringCommand("cat /proc/sys/kernel/random/boot_id; cut -d' ' -f22 /proc/1/stat"),
+        print_output=False,
+    )
+    return " ".join(output.stdout_lines) if ok else ""
+
+
+def _reboot_and_wait(state: State, host: Host, timeout: int) -> bool:
+    """Reboot the host and wait until it answers SSH again, booted anew."""
+    before = _boot_mark(host)
+    if not before:
+        host.log_styled("cannot read the host's boot mark before the reboot", fg="red")
+        return False
+    # detached, so the SSH channel returns before the connection drops
+    host.run_shell_command(
+        StringCommand("( sleep 1 && systemctl reboot ) </dev/null >/dev/null 2>&1 &"),
+        print_output=False,
+    )
+    gevent.sleep(3)
+    host.disconnect()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        host.connect(show_errors=False)
+        if host.connected and (mark := _boot_mark(host)) and mark != before:
+            return True
+        host.disconnect()
+        gevent.sleep(2)
+    host.log_styled(f"{host.name} did not come back from its reboot in {timeout} s", fg="red")
+    return False
+
+
+@operation()
+def node_maintained(
+    node: str,
+    *,
+    units: Sequence[str],
+    nodes_file: str,
+    cookie: str,
+    timeout: int,
+    action: str,
+    command: str = "",
+) -> Commands:
+    """
+    Take this host's node out of the mesh, maintain the host, bring the node back.
+
+    + node: this host's node
+    + units: its services, in the order they start (the node, then its agent)
+    + nodes_file: every node of the cluster
+    + cookie: the cookie file the gates connect with
+    + timeout: seconds each gate (and a reboot) may take
+    + action: ``reboot``, ``upgrade`` (the distribution's packages) or ``command``
+    + command: the shell command of ``command``
+
+    Call with ``_serial=True``: one host at a time. The mesh must be complete first; the
+    node stops cleanly (its peers see one nodedown), the others must still form a complete
+    mesh; after the maintenance the node starts and must be back in the complete mesh, or
+    the run stops here.
+    """
+    mesh = f"{BIN}/beamfleet mesh --cookie-file {shlex.quote(cookie)} --timeout {timeout}"
+    yield FunctionCommand(_no_earlier_failure, (f"maintenance of {node}",), {})
+    yield StringCommand(f"{mesh} --nodes-file {shlex.quote(nodes_file)} >/dev/null")
+    yield StringCommand("systemctl", "stop", *[shlex.quote(u) for u in reversed(units)])
+    others = f"grep -v '^#' {shlex.quote(nodes_file)} | grep -vxF {shlex.quote(node)}"
+    yield StringCommand(f"{mesh} $({others}) >/dev/null")
+    if action == "reboot":
+        yield FunctionCommand(_reboot_and_wait, (timeout,), {})
+    elif action == "upgrade":
+        yield StringCommand(
+            "DEBIAN_FRONTEND=noninteractive apt-get -q update >/dev/null && "
+            "DEBIAN_FRONTEND=noninteractive apt-get -q -y -o Dpkg::Options::=--force-confold "
+            "upgrade >/dev/null"
+        )
+    elif action == "command":
+        yield StringCommand("sh", "-c", shlex.quote(command))
+    else:
+        raise OperationValueError(f"unknown maintenance {action!r}: reboot, upgrade or command")
+    yield StringCommand("systemctl", "start", *[shlex.quote(u) for u in units])
+    yield StringCommand(f"{mesh} --nodes-file {shlex.quote(nodes_file)} >/dev/null")
