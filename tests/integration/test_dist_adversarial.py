@@ -383,21 +383,33 @@ def test_thousand_attempts_add_few_atoms(erl_node: NodeFactory) -> None:
             sem = asyncio.Semaphore(4)
             outcomes = {"ok": 0, "auth": 0, "backoff": 0}
             names: set[str] = set()
+            retried: list[int] = []
 
             async def attempt(i: int, good: bool) -> None:
                 # each wrong cookie is new, so the backoff does not spare the node
                 cookie = node.cookie if good else f"WRONG{i}"
                 async with sem:
-                    try:
-                        async with connect(
-                            node.name, cookie, epmd_port=node.epmd_port, timeout=10
-                        ) as conn:
-                            names.add(conn.local_name)
-                            if i % 50 == 0:
-                                assert await conn.rpc("erlang", "node", []) == node.name
-                        outcomes["ok"] += 1
-                    except AuthenticationFailed as exc:
-                        outcomes["backoff" if exc.retry_after else "auth"] += 1
+                    for _ in range(3):
+                        try:
+                            async with connect(
+                                node.name, cookie, epmd_port=node.epmd_port, timeout=10
+                            ) as conn:
+                                names.add(conn.local_name)
+                                if i % 50 == 0:
+                                    assert await conn.rpc("erlang", "node", []) == node.name
+                            outcomes["ok"] += 1
+                        except AuthenticationFailed as exc:
+                            outcomes["backoff" if exc.retry_after else "auth"] += 1
+                        except HandshakeRejected as exc:
+                            # A starved machine (a CI run beside labs) can make the node
+                            # give up a handshake (its net_setuptime): not what this test
+                            # measures, so the attempt is made again, and counted.
+                            if "closed before sending a status" not in str(exc):
+                                raise
+                            retried.append(i)
+                            continue
+                        return
+                    raise AssertionError(f"attempt {i}: the node closed 3 handshakes")
 
             # Warm-up: the node's first "Invalid challenge reply" loads the logger's code
             # (some 200 atoms), and its first busy name loads more, once per node
@@ -411,6 +423,7 @@ def test_thousand_attempts_add_few_atoms(erl_node: NodeFactory) -> None:
             after = await observer.rpc("erlang", "system_info", [Atom("atom_count")])
         assert outcomes["ok"] == sum(plan)
         assert outcomes["auth"] == attempts - sum(plan)
+        assert len(retried) <= attempts // 100, f"{len(retried)} handshakes closed by the node"
         assert after - before <= 10, f"{after - before} atoms added; names used: {names}"
         assert elapsed < 60
 

@@ -8,9 +8,11 @@ back healthy (the hosts after it are not touched).
 - Host mode: the host's node stops cleanly (its peers see one nodedown), the rest must
   still form a complete mesh; after the maintenance the node starts and must be back in
   the complete mesh (``beamfleet mesh``, within ``roll_timeout``).
-- Swarm mode: the host is drained (its tasks run elsewhere), the mesh must be complete;
-  after the maintenance it is made active again and must be ready; a manager is taken
-  only when the others keep the raft quorum.
+- Swarm mode: the host is drained (its tasks run elsewhere), every application's mesh
+  must be complete; after the maintenance it is made active again and must be ready, the
+  meshes complete (within ``check_timeout``). A manager is taken only when the others keep
+  the raft quorum, and the swarm commands run on another manager. Swarm does not move
+  tasks back by itself: the host gets new tasks as the services change or scale.
 
     pyinfra -y INVENTORY deploys/maintenance.py --data maintenance=reboot
     pyinfra -y INVENTORY deploys/maintenance.py --data maintenance=upgrade --data maintain=host2
@@ -26,8 +28,19 @@ from pyinfra.api.exceptions import PyinfraError
 from pyinfra.context import host, state
 
 from beamfleet.controller.deploys import host_mode
-from beamfleet.controller.inventory import KeySpec, KeyTable, register_keys, validate_state
+from beamfleet.controller.deploys.agent import agent_name
+from beamfleet.controller.deploys.swarm import swarm_plan
+from beamfleet.controller.facts.beam import MeshReport
+from beamfleet.controller.inventory import (
+    MANAGERS,
+    KeySpec,
+    KeyTable,
+    register_keys,
+    validate_state,
+)
 from beamfleet.controller.operations import hosts as host_ops
+from beamfleet.controller.operations import swarm_maintenance
+from beamfleet.runtime.constants import COOKIE_MOUNT_PATH
 
 ACTIONS = ("reboot", "upgrade", "command")
 
@@ -93,10 +106,8 @@ def maintenance() -> None:
         raise MaintenanceError("maintenance=command needs --data maintenance_command='...'")
     targets = _targets()
     if host_mode.cluster_mode(state) != "host":
-        raise MaintenanceError(
-            "maintenance.py runs in host mode (cluster_mode: host); in Swarm mode drain a "
-            "host with `docker node update --availability drain` (docs/swarm.md)"
-        )
+        _swarm_maintenance(targets, str(action), command)
+        return
     if host.name not in targets:
         return
     plan = host_mode.host_plan(state, ship=False)
@@ -109,6 +120,51 @@ def maintenance() -> None:
         cookie=paths.cookie,
         timeout=plan.settings.roll_timeout,
         action=str(action),
+        command=command,
+        _serial=True,
+    )
+
+
+def _swarm_maintenance(targets: list[str], action: str, command: str) -> None:
+    """Swarm mode: drain, maintain, reactivate each target, the mesh complete between."""
+    from beamfleet.controller.deploys.cluster import cluster_settings  # noqa: PLC0415 (cycle)
+
+    plan = swarm_plan(state)
+    managers = [h for h in state.inventory.get_group(MANAGERS, []) if h.name in plan.hostnames]
+    for name in targets:
+        others = [m for m in managers if m.name != name]
+        if not others:
+            raise MaintenanceError(
+                f"{name} is the only manager: the swarm would stop while it is maintained; "
+                "add managers first (an odd number, 3 or more)"
+            )
+        if any(m.name == name for m in managers) and len(managers) - 1 < len(managers) // 2 + 1:
+            raise MaintenanceError(
+                f"taking manager {name} out would leave {len(managers) - 1} of {len(managers)} "
+                "managers, below the raft quorum: add managers first"
+            )
+    if host.name not in targets:
+        return
+    settings = cluster_settings()
+    checks = [
+        MeshReport().command(
+            app=e.settings.name,
+            basename=e.settings.basename,
+            network=e.settings.network,
+            agent=agent_name(e.settings),
+            cookie_file=COOKIE_MOUNT_PATH,
+            timeout=settings.check_timeout,
+        )
+        for e in settings.apps
+    ]
+    manager = next(m for m in managers if m.name != host.name)
+    swarm_maintenance.host_maintained(
+        name=f"Maintenance ({action}) of {host.name}",
+        node=plan.hostnames[host.name],
+        manager=manager,
+        checks=checks,
+        timeout=settings.check_timeout,
+        action=action,
         command=command,
         _serial=True,
     )
