@@ -63,6 +63,13 @@ def deploy(lab: LabHandle, replicas: int, name: str = "deploys/cluster.py"):
     return run
 
 
+def deploy_with(lab: LabHandle, replicas: int, name: str, *data: str):
+    args = [arg for item in data for arg in ("--data", item)]
+    run = run_pyinfra(inventory(lab, replicas), name, *args)
+    lab.runs.append(run)
+    return run
+
+
 def check(lab: LabHandle, replicas: int) -> dict[str, str]:
     """Run deploys/check.py; return its table as {node ip: row marks}; assert complete."""
     run = deploy(lab, replicas, "deploys/check.py")
@@ -204,6 +211,23 @@ def test_cookie_shows_nowhere(lab: LabHandle) -> None:
 def agent_task_history(lab: LabHandle) -> set[str]:
     """Every task the agent service ever had (running or not): a new ID is a restart."""
     return set(lab.ssh(MANAGER, f"docker service ps -q {AGENT}").split())
+
+
+def boot_mark(lab: LabHandle, host: str) -> str:
+    return lab.ssh(host, "cut -d' ' -f22 /proc/1/stat").strip()
+
+
+def test_maintenance_drains_reboots_and_brings_back_a_worker(lab: LabHandle) -> None:
+    before = boot_mark(lab, "host2")
+    run = deploy_with(lab, 6, "deploys/maintenance.py", "maintenance=reboot", "maintain=host2")
+    assert run.ok, run.output
+    assert boot_mark(lab, "host2") != before, "host2 was not rebooted"
+    state = lab.ssh(
+        MANAGER, "docker node inspect -f '{{.Spec.Availability}} {{.Status.State}}' host2"
+    )
+    assert state.split() == ["active", "ready"]
+    print(f"maintenance (drain, reboot, back) of host2: {run.seconds:.1f} s")
+    check(lab, 6)
 
 
 def test_forty_tasks_mesh_and_no_agent_restarts(lab: LabHandle) -> None:
