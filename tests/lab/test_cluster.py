@@ -230,6 +230,20 @@ def test_maintenance_drains_reboots_and_brings_back_a_worker(lab: LabHandle) -> 
     check(lab, 6)
 
 
+def app_tasks_on(lab: LabHandle, host: str) -> int:
+    out = lab.ssh(host, f"docker ps -q --filter label=com.docker.swarm.service.name={APP}")
+    return len(out.split())
+
+
+def test_rebalance_spreads_the_tasks_back_onto_the_maintained_host(lab: LabHandle) -> None:
+    # drained for its maintenance, host2 got no task back by itself
+    assert app_tasks_on(lab, "host2") == 0
+    run = deploy_with(lab, 6, "deploys/cluster.py", "rebalance=true")
+    assert run.ok, run.output
+    assert app_tasks_on(lab, "host2") >= 1
+    check(lab, 6)
+
+
 def test_forty_tasks_mesh_and_no_agent_restarts(lab: LabHandle) -> None:
     """At 40 tasks the agents' own health must not depend on the application: before
     liveness was split from readiness, every agent was killed as unhealthy while the

@@ -42,6 +42,7 @@ from beamfleet.controller.inventory import (
     register_keys,
     validate_state,
 )
+from beamfleet.controller.operations import services
 from beamfleet.runtime.constants import COOKIE_MOUNT_PATH
 
 CLUSTER_KEYS = KeyTable(
@@ -62,6 +63,13 @@ CLUSTER_KEYS = KeyTable(
             "rotate_cookie",
             (bool,),
             "`true` for one run: make a new cookie and roll the services",
+            False,
+        ),
+        KeySpec(
+            "rebalance",
+            (bool,),
+            "`true` for one run: replace the applications' tasks one at a time so they "
+            "spread over every host (hosts added or back from maintenance included)",
             False,
         ),
         KeySpec(
@@ -205,6 +213,12 @@ def cluster() -> None:
     if host.name == acting_manager().name:
         for entry, image in zip(settings.apps, app_images, strict=True):
             deploy_services(settings, entry, image, agent_image.ref)
+        if CLUSTER_KEYS.value(host.data, "rebalance"):
+            for entry in settings.apps:
+                services.rebalanced(
+                    name=f"Rebalance {entry.settings.name} over every host",
+                    service_name=entry.settings.name,
+                )
 
 
 class MeshIncompleteError(PyinfraError):

@@ -181,3 +181,26 @@ def absent(service_name: str) -> Generator[StringCommand, None, None]:
         host.noop(f"service {service_name} is absent")
         return
     yield StringCommand("docker", "service", "rm", shlex.quote(service_name), "> /dev/null")
+
+
+@operation(is_idempotent=False)
+def rebalanced(service_name: str, timeout: int = 600) -> Generator[StringCommand, None, None]:
+    """
+    Replace every task of ``service_name``, one at a time per its ``UpdateConfig``, so the
+    scheduler places them over every host again (Swarm does not move running tasks by
+    itself when hosts are added or come back). Waits until the service has converged; fails
+    when the swarm paused or rolled back the update.
+
+    + service_name: the service
+    + timeout: seconds the roll may take
+
+    **Example:**
+
+    .. code:: python
+
+        services.rebalanced(service_name="demo")
+    """
+    yield StringCommand(
+        "timeout", str(timeout), "docker", "service", "update", "--force", "--quiet",
+        shlex.quote(service_name), ">/dev/null",
+    )  # fmt: skip
