@@ -17,7 +17,9 @@ For comparison, Ansible community.docker on such hosts: 32 s cold, 8 s unchanged
                  release under systemd, no Docker. cold on 3 bare hosts to a complete mesh
                  (erlang-base installed), unchanged re-run (target <= 4 s, 0 changes), a 4th
                  host added to a complete mesh (target <= 30 s), a new release rolled one
-                 host at a time behind the mesh gate (seconds per host)
+                 host at a time behind the mesh gate (seconds per host), every host rebooted
+                 by deploys/maintenance.py one at a time (seconds per host)
+  cluster-maintenance  the Swarm workers drained, rebooted and brought back one at a time
 
 Extending: append a Phase to PHASES (e.g. the cluster deploy's phases); each gets the
 Bench context (lab handle, `bench.pyinfra(deploy, *args)`) and returns a PhaseResult.
@@ -218,6 +220,32 @@ def host_add_host(bench: Bench) -> PhaseResult:
     return result
 
 
+def host_maintenance(bench: Bench) -> PhaseResult:
+    b, v1, v2 = _host(bench)
+    hosts = len(b.lab.load().hosts)
+    seconds, payload = b.pyinfra(
+        "deploys/maintenance.py", *b.extra, "--data", "maintenance=reboot",
+        "--data", f"app_release={v2}",
+    )  # fmt: skip
+    return PhaseResult(
+        seconds, changes(payload), note=f"{seconds / hosts:.1f} s per host ({hosts} hosts)"
+    )
+
+
+def cluster_maintenance(bench: Bench) -> PhaseResult:
+    b = _cluster(bench)
+    workers = [h.name for h in b.lab.load().hosts if h.group == "workers"]
+    seconds, payload = b.pyinfra(
+        "deploys/maintenance.py", *b.extra, "--data", "maintenance=reboot",
+        "--data", f"maintain={','.join(workers)}",
+    )  # fmt: skip
+    return PhaseResult(
+        seconds,
+        changes(payload),
+        note=f"{seconds / len(workers):.1f} s per worker ({len(workers)}: drain, reboot, back)",
+    )
+
+
 def host_roll(bench: Bench) -> PhaseResult:
     b, _, v2 = _host(bench)
     hosts = len(b.lab.load().hosts)
@@ -241,10 +269,12 @@ PHASES: list[Phase] = [
     Phase("cluster-rerun", cluster_rerun, "<= 6 s, 0 changes (Ansible swarm-only 8 s)"),
     Phase("cluster-scale", cluster_scale, "3 -> 6 nodes to a complete mesh (-)"),
     Phase("cluster-add-host", cluster_add_host, "<= 90 s to a complete mesh"),
+    Phase("cluster-maintenance", cluster_maintenance, "workers one at a time (-)"),
     Phase("host-cold", host_cold, "3 bare hosts to a complete mesh (-)"),
     Phase("host-rerun", host_rerun, "<= 4 s, 0 changes"),
     Phase("host-add-host", host_add_host, "<= 30 s to a complete mesh"),
     Phase("host-roll", host_roll, "one host at a time, each back in the mesh (-)"),
+    Phase("host-maintenance", host_maintenance, "reboots one host at a time (-)"),
 ]
 
 
