@@ -221,12 +221,9 @@ def host_add_host(bench: Bench) -> PhaseResult:
 
 
 def host_maintenance(bench: Bench) -> PhaseResult:
-    b, v1, v2 = _host(bench)
+    b, _, _ = _host(bench)
     hosts = len(b.lab.load().hosts)
-    seconds, payload = b.pyinfra(
-        "deploys/maintenance.py", *b.extra, "--data", "maintenance=reboot",
-        "--data", f"app_release={v2}",
-    )  # fmt: skip
+    seconds, payload = b.pyinfra("deploys/maintenance.py", *b.extra, "--data", "maintenance=reboot")
     return PhaseResult(
         seconds, changes(payload), note=f"{seconds / hosts:.1f} s per host ({hosts} hosts)"
     )
