@@ -74,7 +74,8 @@ def lab() -> Iterator[Lab]:
 
 @pytest.fixture(scope="module")
 def dns(lab: Lab) -> Iterator[Dnsmasq]:
-    server = Dnsmasq(listen=lab.gateway4, domain="test", srv=["_erlang._tcp.app.test,n1.test,4369"])
+    server = Dnsmasq(listen=lab.gateway4, domain="test",
+                     srv=["_erlang._tcp.app.test,n1.test,4369"])
     server.start()
     yield server
     server.close()
@@ -98,7 +99,6 @@ def beams(hosts: list[Host]) -> Iterator[Callable[..., list[ErlNode]]]:
             node = start_beam(h, cookie)
             started.append(node)  # recorded at once: a sibling's failure must not leak it
             return node
-
         with concurrent.futures.ThreadPoolExecutor(4) as pool:
             return list(pool.map(one, which))
 
@@ -123,25 +123,9 @@ def agents() -> Iterator[Callable[..., AgentProcess]]:
 
 
 def dns_agent_args(dns: Dnsmasq, *extra: str) -> list[str]:
-    return [
-        "--source",
-        "dns:app.test",
-        "--basename",
-        "app",
-        "--nameserver",
-        dns.listen,
-        "--interval",
-        "0.5",
-        "--grace-seconds",
-        "2",
-        "--dns-timeout",
-        "0.5",
-        "--connect-timeout",
-        "2",
-        "--backoff-max",
-        "1",
-        *extra,
-    ]
+    return ["--source", "dns:app.test", "--basename", "app", "--nameserver", dns.listen,
+            "--interval", "0.5", "--grace-seconds", "2", "--dns-timeout", "0.5",
+            "--connect-timeout", "2", "--backoff-max", "1", *extra]
 
 
 def set_app(dns: Dnsmasq, nodes: list[ErlNode]) -> None:
@@ -160,15 +144,12 @@ def test_scale_3_8_4_converges_to_the_exact_mesh(dns, hosts, beams, agents) -> N
 
     set_app(dns, nodes[:4])
     wait_for(lambda: exact_mesh(nodes[:4]), 30, "4-node mesh after scale-down")
-    wait_for(
-        lambda: all(not (peers_of(n) & {m.name for m in nodes[:4]}) for n in nodes[4:]),
-        15,
-        "removed nodes disconnected from the remaining ones",
-    )
+    wait_for(lambda: all(not (peers_of(n) & {m.name for m in nodes[:4]}) for n in nodes[4:]),
+             15, "removed nodes disconnected from the remaining ones")
     status, health = agent.get("/healthz")
     assert status == 200, health
     status, metrics = agent.get("/metrics")
-    assert "beamfleet_agent_disconnects_total 4" in metrics
+    assert 'beamfleet_agent_disconnects_total 4' in metrics
     count = re.search(r"^beamfleet_agent_convergence_seconds_count (\d+)$", metrics, re.M)
     assert count and int(count.group(1)) >= 8, "every joined peer observed in the histogram"
     removed = [e for e in agent.lines() if e.get("event") == "peer_removed"]
@@ -180,13 +161,11 @@ def test_scale_3_8_4_converges_to_the_exact_mesh(dns, hosts, beams, agents) -> N
 
 
 def test_departed_alive_node_leaves_without_any_remaining_node_losing_a_peer(
-    dns, hosts, beams, agents
-) -> None:
+        dns, hosts, beams, agents) -> None:
     # OTP 25 default: prevent_overlapping_partitions = true
     nodes = beams(hosts[:5])
-    setting = nodes[0].erl_call(
-        "application", "get_env", "[kernel, prevent_overlapping_partitions]"
-    )
+    setting = nodes[0].erl_call("application", "get_env",
+                                "[kernel, prevent_overlapping_partitions]")
     assert setting.replace(" ", "") in ("undefined", "{ok,true}"), setting
     set_app(dns, nodes)
     agent = agents(*dns_agent_args(dns))
@@ -198,7 +177,7 @@ def test_departed_alive_node_leaves_without_any_remaining_node_losing_a_peer(
     wait_for(lambda: exact_mesh(remaining), 30, "4-node mesh")
     wait_for(lambda: peers_of(departed) == set(), 15, "departed node alone")
     for n in remaining:
-        new = events(n)[before[n.name] :]
+        new = events(n)[before[n.name]:]
         lost = [e for e in new if e.startswith("nodedown") and departed.name not in e]
         assert not lost, f"{n.name} lost a peer when {departed.name} departed: {new}"
         assert any(e == f"nodedown {departed.name}" for e in new)
@@ -230,7 +209,7 @@ def test_dns_outage_disconnects_nobody_and_mesh_resumes(dns, hosts, beams, agent
     wait_for(lambda: exact_mesh(nodes), 30, "4-node mesh after the outage")
     wait_for(lambda: agent.get("/healthz")[0] == 200, 15, "healthy again")
     for n in nodes[:3]:
-        assert not [e for e in events(n)[before[n.name] :] if e.startswith("nodedown")]
+        assert not [e for e in events(n)[before[n.name]:] if e.startswith("nodedown")]
     assert any(e.get("event") == "source_failed" for e in agent.lines())
 
 
@@ -243,13 +222,8 @@ def test_wrong_cookie_node_is_logged_and_the_rest_mesh(dns, hosts, beams, agents
     assert peers_of(bad) == set()
 
     def logged() -> bool:
-        return any(
-            e.get("event") == "node_unreachable"
-            and e.get("node") == bad.name
-            and "cookie" in str(e.get("error", "")).lower()
-            for e in agent.lines()
-        )
-
+        return any(e.get("event") == "node_unreachable" and e.get("node") == bad.name
+                   and "cookie" in str(e.get("error", "")).lower() for e in agent.lines())
     wait_for(logged, 10, "node_unreachable logged for the wrong-cookie node")
     text = agent.log.read_text()
     assert COOKIE not in text and bad.cookie not in text
@@ -279,7 +253,6 @@ def test_blackholed_peer_does_not_slow_the_others(lab, dns, hosts, beams, agents
                         return time.monotonic() - t0
                     await asyncio.sleep(0.02)
             raise AssertionError("the new node never joined")
-
         elapsed = asyncio.run(joined())
         # one connect timeout is 8 s: joining must not wait for the black hole
         assert elapsed < 5.0, f"new node joined after {elapsed:.1f} s"
@@ -295,11 +268,8 @@ def test_dns_truncated_answer_is_retried_over_tcp(dns) -> None:
     ips = [f"10.231.200.{i}" for i in range(1, 41)]
     dns.set_records({"big.test": ips})
     resolver = StubResolver([(dns.listen, 53)], timeout=1.0)
-    peers = asyncio.run(
-        DnsSource(
-            "big.test", basename="app", resolver=resolver, naming=PeerNaming.parse("ip")
-        ).poll()
-    )
+    peers = asyncio.run(DnsSource("big.test", basename="app", resolver=resolver,
+                                  naming=PeerNaming.parse("ip")).poll())
     assert {p.name for p in peers} == {f"app@{ip}" for ip in ips}
     assert resolver.stats.tcp_retries == 1
     _udp, tcp = dns.queries("big.test")
@@ -311,14 +281,8 @@ def test_rancher_source_against_the_emulator(hosts, beams, agents) -> None:
     containers = [rancher_container(f"app-{i + 1}", n.host) for i, n in enumerate(nodes[:2])]
     containers.append(rancher_container("app-9", None))  # being created: no ips at all
     with RancherMetadataEmulator(containers) as rancher:
-        agent = agents(
-            "--source",
-            f"rancher:{rancher.url}/latest/self/service",
-            "--basename",
-            "app",
-            "--interval",
-            "0.5",
-        )
+        agent = agents("--source", f"rancher:{rancher.url}/latest/self/service",
+                       "--basename", "app", "--interval", "0.5")
         wait_for(lambda: exact_mesh(nodes[:2]), 30, "2-node mesh from Rancher")
         rancher.add_container(rancher_container("app-3", nodes[2].host))
         wait_for(lambda: exact_mesh(nodes), 30, "3-node mesh from Rancher")
@@ -333,18 +297,11 @@ def test_rendezvous_agents_split_nodes_and_take_over(lab, dns, hosts, beams, age
     nodes = beams(hosts[:6])
     set_app(dns, nodes[:4])
     agent_hosts = [hosts[6], hosts[7]]
-    dns.set_records(
-        {"app.test": [n.host for n in nodes[:4]], "agents.test": [h.ip4 for h in agent_hosts]}
-    )
+    dns.set_records({"app.test": [n.host for n in nodes[:4]],
+                     "agents.test": [h.ip4 for h in agent_hosts]})
     port = 19231
-    args = [
-        *dns_agent_args(dns),
-        "--ownership",
-        "rendezvous",
-        "--agents-dns",
-        "agents.test",
-        "--status-public",
-    ]
+    args = [*dns_agent_args(dns), "--ownership", "rendezvous", "--agents-dns", "agents.test",
+            "--status-public"]
     a1 = agents(*args, netns=agent_hosts[0].name, port=port)
     a2 = agents(*args, netns=agent_hosts[1].name, port=port)
     wait_for(lambda: exact_mesh(nodes[:4]), 30, "4-node mesh by two agents")
@@ -352,26 +309,22 @@ def test_rendezvous_agents_split_nodes_and_take_over(lab, dns, hosts, beams, age
     def owned(a: AgentProcess, h: Host) -> set[str]:
         code, body = a.get("/status", host=h.ip4)
         return set(json.loads(body)["owned"]) if code == 200 else set()
-
     def split() -> tuple[set[str], set[str]] | None:
         o1, o2 = owned(a1, agent_hosts[0]), owned(a2, agent_hosts[1])
         ok = o1 | o2 == {n.name for n in nodes[:4]} and not o1 & o2 and o1 and o2
         return (o1, o2) if ok else None
-
     # both agents see each other within a couple of polls, then drive disjoint sets
     wait_for(split, 10, "every node owned by exactly one agent")
 
     a1.stop()
     # a2 must take over a1's nodes within 2 polls (0.5 s interval, + probe timeout)
     t0 = time.monotonic()
-    wait_for(
-        lambda: owned(a2, agent_hosts[1]) == {n.name for n in nodes[:4]}, 10, "takeover", step=0.1
-    )
+    wait_for(lambda: owned(a2, agent_hosts[1]) == {n.name for n in nodes[:4]}, 10,
+             "takeover", step=0.1)
     # 2 polls are ~1.1 s plus the liveness probe; the margin is for a loaded CI machine
     assert time.monotonic() - t0 < 3.5
-    dns.set_records(
-        {"app.test": [n.host for n in nodes], "agents.test": [h.ip4 for h in agent_hosts]}
-    )
+    dns.set_records({"app.test": [n.host for n in nodes],
+                     "agents.test": [h.ip4 for h in agent_hosts]})
     wait_for(lambda: exact_mesh(nodes), 30, "6-node mesh by the surviving agent")
 
 
@@ -391,38 +344,27 @@ def test_control_plain_disconnect_does_cut_off_a_remaining_node(hosts, beams) ->
                 for m in nodes:
                     if m is not n:
                         assert await conn.connect_node(m.name)
-
     asyncio.run(go())
     wait_for(lambda: exact_mesh(nodes), 20, "4-node mesh")
     before = {n.name: len(events(n)) for n in nodes}
     assert a.erl_call("erlang", "disconnect_node", f"['{d.name}']") == "true"
 
     def someone_lost_a() -> bool:
-        return any(f"nodedown {a.name}" in events(n)[before[n.name] :] for n in nodes[1:3])
-
+        return any(f"nodedown {a.name}" in events(n)[before[n.name]:] for n in nodes[1:3])
     wait_for(someone_lost_a, 10, "a remaining node dropping A")
 
 
 def test_local_epmd_agents_each_drive_their_own_node(dns, hosts, beams, agents) -> None:
     nodes = beams(hosts[:3])
     set_app(dns, nodes)
-    procs = [
-        agents(
-            *dns_agent_args(dns),
-            "--ownership",
-            "local-epmd",
-            "--status-public",
-            netns=h.name,
-            port=19232,
-        )
-        for h in hosts[:3]
-    ]
+    procs = [agents(*dns_agent_args(dns), "--ownership", "local-epmd", "--status-public",
+                    netns=h.name, port=19232)
+             for h in hosts[:3]]
     wait_for(lambda: exact_mesh(nodes), 30, "3-node mesh by three local agents")
 
     def owned(a: AgentProcess, h: Host) -> set[str]:
         code, body = a.get("/status", host=h.ip4)
         return set(json.loads(body)["owned"]) if code == 200 else set()
-
     for a, h, n in zip(procs, hosts[:3], nodes, strict=True):
         wait_for(lambda a=a, h=h, n=n: owned(a, h) == {n.name}, 10, f"{h.name} owns its node")
 
@@ -431,16 +373,11 @@ def test_srv_and_epmd_sources_against_real_servers(dns, hosts, beams) -> None:
     node = beams(hosts[:1])[0]
     dns.set_records({"n1.test": [node.host]})
     resolver = StubResolver([(dns.listen, 53)], timeout=1.0)
-    srv = SrvSource(
-        "_erlang._tcp.app.test", basename="app", resolver=resolver, naming=PeerNaming.parse("ip")
-    )
+    srv = SrvSource("_erlang._tcp.app.test", basename="app", resolver=resolver,
+                    naming=PeerNaming.parse("ip"))
     assert {p.name for p in asyncio.run(srv.poll())} == {node.name}
-    by_target = SrvSource(
-        "_erlang._tcp.app.test",
-        basename="app",
-        resolver=resolver,
-        naming=PeerNaming.parse("reverse"),
-    )
+    by_target = SrvSource("_erlang._tcp.app.test", basename="app", resolver=resolver,
+                          naming=PeerNaming.parse("reverse"))
     assert {p.name for p in asyncio.run(by_target.poll())} == {"app@n1.test"}
     epmd = EpmdSource(node.host, basename="app")
     assert {p.name for p in asyncio.run(epmd.poll())} == {node.name}
@@ -452,15 +389,8 @@ def test_ipv6_nodes_from_aaaa_records(dns, hosts, beams, agents) -> None:
     def start6(h: Host) -> ErlNode:
         ep = Epmd.start(port=4369, netns=h.name)
         try:
-            node = start_node(
-                runtime("otp25"),
-                alive="app",
-                host=h.ip6,
-                cookie=COOKIE,
-                epmd=ep,
-                netns=h.name,
-                extra_args=BEAM_FLAGS,
-            )
+            node = start_node(runtime("otp25"), alive="app", host=h.ip6, cookie=COOKIE,
+                              epmd=ep, netns=h.name, extra_args=BEAM_FLAGS)
         except BaseException:
             ep.stop()
             raise
@@ -482,8 +412,8 @@ def test_ipv6_nodes_from_aaaa_records(dns, hosts, beams, agents) -> None:
                 async with connect(n.name, COOKIE, timeout=5) as conn:
                     out.append(set(await conn.nodes()))
             return out
-
-        wait_for(lambda: asyncio.run(seen()) == [names - {n.name} for n in nodes], 30, "IPv6 mesh")
+        wait_for(lambda: asyncio.run(seen()) == [names - {n.name} for n in nodes], 30,
+                 "IPv6 mesh")
     finally:
         for n in nodes:
             n.stop()
@@ -508,18 +438,15 @@ def test_frozen_dns_server_times_out_and_disconnects_nobody(dns, hosts, beams, a
         dns.proc.send_signal(signal.SIGCONT)
     wait_for(lambda: agent.get("/healthz")[0] == 200, 15, "healthy after DNS thaws")
     for n in nodes:
-        assert not [e for e in events(n)[before[n.name] :] if e.startswith("nodedown")]
+        assert not [e for e in events(n)[before[n.name]:] if e.startswith("nodedown")]
 
 
 def polls(agent: AgentProcess) -> float:
     """``beamfleet_agent_polls_total`` of the agent's one source, read from /metrics."""
     code, body = agent.get("/metrics")
     assert code == 200
-    values = [
-        float(line.rsplit(" ", 1)[1])
-        for line in body.splitlines()
-        if line.startswith("beamfleet_agent_polls_total")
-    ]
+    values = [float(line.rsplit(" ", 1)[1]) for line in body.splitlines()
+              if line.startswith("beamfleet_agent_polls_total")]
     return sum(values)
 
 
@@ -540,9 +467,7 @@ def test_a_stalled_node_slows_no_other_node(dns, hosts, beams, agents) -> None:
         everyone = {n.name for n in [*healthy, newcomer]}
         wait_for(
             lambda: all(everyone - {n.name} <= peers_of(n) for n in [*healthy, newcomer]),
-            15,
-            "the newcomer meshed with the healthy nodes",
-        )
+            15, "the newcomer meshed with the healthy nodes")
         joined = time.monotonic() - started
         wait_for(lambda: time.monotonic() - started >= 4.0, 5, "a 4 s window")
         rounds = polls(agent) - before

@@ -44,20 +44,9 @@ def test_rpc_roundtrips_terms(erl_node: NodeFactory) -> None:
         async with connect(node.name, node.cookie, epmd_port=node.epmd_port) as conn:
             assert conn.node == node.name
             assert await conn.rpc("erlang", "node", []) == Atom(node.name)
-            term = (
-                Atom("ok"),
-                -5,
-                2**200,
-                -(2**70),
-                1.25,
-                b"bin",
-                [1, [2, 3]],
-                (),
-                {Atom("k"): [Atom("v")], 7: b""},
-                ImproperList((1, 2), Atom("t")),
-                Atom("ünïcødé"),
-                [],
-            )
+            term = (Atom("ok"), -5, 2**200, -(2**70), 1.25, b"bin", [1, [2, 3]], (),
+                    {Atom("k"): [Atom("v")], 7: b""}, ImproperList((1, 2), Atom("t")),
+                    Atom("ünïcødé"), [])
             # element(1, {X}) sends X there and back through the node's own codec
             assert await conn.rpc("erlang", "element", [1, (term,)]) == term
             assert await conn.rpc("erlang", "*", [2**200, 3]) == 3 * 2**200
@@ -69,7 +58,8 @@ def test_rpc_roundtrips_terms(erl_node: NodeFactory) -> None:
             assert await conn.rpc("erlang", "is_process_alive", [pid]) == Atom("true")
             assert await conn.rpc("erlang", "element", [1, (ref,)]) == ref
             long_atom = Atom("é" * 200)  # 400 bytes of UTF-8: ATOM_UTF8_EXT
-            assert await conn.rpc("erlang", "atom_to_binary", [long_atom]) == ("é" * 200).encode()
+            assert await conn.rpc("erlang", "atom_to_binary", [long_atom]) == \
+                ("é" * 200).encode()
             # Python str is sent as an Erlang string (a list of code points)
             assert await conn.rpc("erlang", "length", ["héllo"]) == 5
 
@@ -85,7 +75,8 @@ def test_compressed_terms_both_ways(erl_node: NodeFactory) -> None:
             packed = await conn.rpc("erlang", "term_to_binary", [big, [Atom("compressed")]])
             assert packed[1] == 80  # the node really compressed it
             assert decode(packed) == big
-            assert await conn.rpc("erlang", "binary_to_term", [encode(big, compressed=True)]) == big
+            assert await conn.rpc("erlang", "binary_to_term",
+                                  [encode(big, compressed=True)]) == big
 
     run(main())
 
@@ -107,9 +98,8 @@ def test_local_host_names_our_side(erl_node: NodeFactory) -> None:
     node = erl_node()
 
     async def main() -> None:
-        async with connect(
-            node.name, node.cookie, epmd_port=node.epmd_port, local_host="agent.example"
-        ) as conn:
+        async with connect(node.name, node.cookie, epmd_port=node.epmd_port,
+                           local_host="agent.example") as conn:
             assert conn.local_name.startswith("beamfleet-")
             assert conn.local_name.endswith("@agent.example")
             assert conn.local_name in await conn.nodes("hidden")
@@ -167,7 +157,8 @@ def test_unknown_node_is_not_registered(erl_node: NodeFactory) -> None:
 
     async def main() -> None:
         with pytest.raises(NodeNotRegistered, match="not registered"):
-            await connect(f"nosuch{node.alive}@127.0.0.1", node.cookie, epmd_port=node.epmd_port)
+            await connect(f"nosuch{node.alive}@127.0.0.1", node.cookie,
+                          epmd_port=node.epmd_port)
 
     run(main())
 
@@ -278,9 +269,8 @@ def test_ticks_keep_an_idle_connection_up(erl_node: NodeFactory) -> None:
     run(main())
 
 
-def test_without_tick_answers_the_node_drops_us(
-    erl_node: NodeFactory, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_without_tick_answers_the_node_drops_us(erl_node: NodeFactory,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """Control for the test above: mute our tick answers and the node hangs up."""
     node = erl_node(extra_args=["-kernel", "net_ticktime", "4"])
     monkeypatch.setattr(dist_connection.NodeConnection, "_on_tick", lambda self: None)
@@ -301,9 +291,8 @@ def test_generic_reply_path(erl_node: NodeFactory) -> None:
     async def main() -> None:
         async with connect(node.name, node.cookie, epmd_port=node.epmd_port) as conn:
             conn._send_to_us = b"\xff never matches"
-            results = await asyncio.gather(
-                *(conn.rpc("erlang", "abs", [-i], timeout=10) for i in range(50))
-            )
+            results = await asyncio.gather(*(conn.rpc("erlang", "abs", [-i], timeout=10)
+                                             for i in range(50)))
             assert results == list(range(50))
             with pytest.raises(RpcError):
                 await conn.rpc("no_such_module", "f", [], timeout=10)
@@ -341,9 +330,8 @@ def test_one_megabyte_reply(erl_node: NodeFactory) -> None:
             seq = await conn.rpc("lists", "seq", [1, 300_000], timeout=20)
             assert seq == list(range(1, 300_001))
             # and the other way: 64 MB of arguments in flight go through back-pressure
-            sizes = await asyncio.gather(
-                *(conn.rpc("erlang", "byte_size", [bytes(1 << 20)], timeout=60) for _ in range(64))
-            )
+            sizes = await asyncio.gather(*(conn.rpc("erlang", "byte_size", [bytes(1 << 20)],
+                                                    timeout=60) for _ in range(64)))
             assert sizes == [1 << 20] * 64
 
     run(main())
@@ -434,9 +422,8 @@ def test_close_is_clean(erl_node: NodeFactory) -> None:
         await conn.close()
         await asyncio.wait_for(conn.wait_closed(), 1)
         # another identity: with ours the probe could reuse the closed connection's name
-        async with connect(
-            node.name, node.cookie, epmd_port=node.epmd_port, identity="probe"
-        ) as probe:
+        async with connect(node.name, node.cookie, epmd_port=node.epmd_port,
+                           identity="probe") as probe:
             assert probe.local_name != name
             deadline = time.monotonic() + 10
             while name in await probe.nodes("hidden"):

@@ -22,19 +22,14 @@ from tests.support.erlang import ErlNode
 NodeFactory = Callable[..., ErlNode]
 
 
-def beamfleet(
-    node: ErlNode,
-    *args: str,
-    cookie_file: Path | None = None,
-) -> subprocess.CompletedProcess[str]:
+def beamfleet(node: ErlNode, *args: str, cookie_file: Path | None = None,
+              ) -> subprocess.CompletedProcess[str]:
     """Run ``beamfleet node ARGS`` with the node's cookie file in $BEAMFLEET_COOKIE_FILE."""
-    env = {
-        **os.environ,
-        "BEAMFLEET_COOKIE_FILE": str(cookie_file or node.cookie_file),
-        "ERL_EPMD_PORT": str(node.epmd_port),
-    }
+    env = {**os.environ, "BEAMFLEET_COOKIE_FILE": str(cookie_file or node.cookie_file),
+           "ERL_EPMD_PORT": str(node.epmd_port)}
     argv = [sys.executable, "-m", "beamfleet", "node", *args]
-    result = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60, check=False)
+    result = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60,
+                            check=False)
     # the secret never shows: not in our argv, not in anything printed
     assert node.cookie not in " ".join(argv)
     assert node.cookie not in result.stdout + result.stderr

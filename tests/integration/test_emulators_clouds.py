@@ -16,9 +16,8 @@ from beamfleet_lab.emulators import (
 )
 
 
-def call(
-    url: str, headers: dict[str, str] | None = None, method: str = "GET"
-) -> tuple[int, str, dict[str, str]]:
+def call(url: str, headers: dict[str, str] | None = None,
+         method: str = "GET") -> tuple[int, str, dict[str, str]]:
     request = urllib.request.Request(url, headers=headers or {}, method=method)
     try:
         with urllib.request.urlopen(request, timeout=5) as r:
@@ -29,27 +28,15 @@ def call(
 
 def test_aws_imdsv2_token_flow() -> None:
     with AwsImdsEmulator("10.230.10.5", ipv6="fd00:230::10") as imds:
-        status, token, headers = call(
-            f"{imds.url}/latest/api/token", {"X-aws-ec2-metadata-token-ttl-seconds": "21600"}, "PUT"
-        )
+        status, token, headers = call(f"{imds.url}/latest/api/token",
+                                      {"X-aws-ec2-metadata-token-ttl-seconds": "21600"}, "PUT")
         assert status == 200 and len(token) > 20
         assert headers["X-aws-ec2-metadata-token-ttl-seconds"] == "21600"
-        assert (
-            call(
-                f"{imds.url}/latest/api/token",
-                {"X-aws-ec2-metadata-token-ttl-seconds": "21601"},
-                "PUT",
-            )[0]
-            == 400
-        )
-        assert (
-            call(
-                f"{imds.url}/latest/api/token",
-                {"X-aws-ec2-metadata-token-ttl-seconds": "60", "X-Forwarded-For": "1.2.3.4"},
-                "PUT",
-            )[0]
-            == 403
-        )
+        assert call(f"{imds.url}/latest/api/token",
+                    {"X-aws-ec2-metadata-token-ttl-seconds": "21601"}, "PUT")[0] == 400
+        assert call(f"{imds.url}/latest/api/token", {
+            "X-aws-ec2-metadata-token-ttl-seconds": "60", "X-Forwarded-For": "1.2.3.4"},
+            "PUT")[0] == 403
         auth = {"X-aws-ec2-metadata-token": token}
         assert call(f"{imds.url}/latest/meta-data/local-ipv4", auth)[:2] == (200, "10.230.10.5")
         assert call(f"{imds.url}/latest/meta-data/ipv6", auth)[:2] == (200, "fd00:230::10")
@@ -71,29 +58,21 @@ def test_gcp_requires_and_returns_metadata_flavor() -> None:
 def test_azure_error_bodies_name_what_is_missing() -> None:
     with AzureImdsEmulator("10.230.12.5", private_ipv6="fd00:230::12") as az:
         base = f"{az.url}/metadata/instance/network/interface/0"
-        status, body, _ = call(
-            f"{base}/ipv4/ipAddress/0/privateIpAddress?api-version=2021-02-01&format=text"
-        )
+        status, body, _ = call(f"{base}/ipv4/ipAddress/0/privateIpAddress?api-version=2021-02-01"
+                               "&format=text")
         assert status == 400 and "Required metadata header" in json.loads(body)["error"]
-        status, body, _ = call(
-            f"{base}/ipv4/ipAddress/0/privateIpAddress?format=text", {"Metadata": "true"}
-        )
+        status, body, _ = call(f"{base}/ipv4/ipAddress/0/privateIpAddress?format=text",
+                               {"Metadata": "true"})
         assert status == 400 and json.loads(body)["newest-versions"]
-        assert call(
-            f"{base}/ipv6/ipAddress/0/privateIpAddress?api-version=2021-02-01&format=text",
-            {"Metadata": "true"},
-        )[:2] == (200, "fd00:230::12")
+        assert call(f"{base}/ipv6/ipAddress/0/privateIpAddress?api-version=2021-02-01"
+                    "&format=text", {"Metadata": "true"})[:2] == (200, "fd00:230::12")
 
 
 def test_digitalocean_and_openstack_documents() -> None:
-    with (
-        DigitalOceanMetadataEmulator("10.230.13.5") as do,
-        OpenStackMetadataEmulator("10.230.14.5") as os_,
-    ):
+    with DigitalOceanMetadataEmulator("10.230.13.5") as do, \
+            OpenStackMetadataEmulator("10.230.14.5") as os_:
         assert call(f"{do.url}/metadata/v1/interfaces/private/0/ipv4/address")[:2] == (
-            200,
-            "10.230.13.5",
-        )
+            200, "10.230.13.5")
         assert call(f"{do.url}/metadata/v1/nope")[0] == 404
         meta = json.loads(call(f"{os_.url}/openstack/latest/meta_data.json")[1])
         assert {"uuid", "name", "hostname"} <= set(meta)

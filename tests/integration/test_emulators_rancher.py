@@ -51,13 +51,11 @@ def test_self_service_json_lists_container_objects_and_follows_runtime_changes(r
         ("app-1", ["10.230.42.5"], "running"),
         ("app-2", ["10.230.42.6"], "running"),
     ]
-    rancher.set_containers(
-        [
-            rancher_container("app-3", "10.230.42.7", health_state="unhealthy"),
-            rancher_container("app-4", None),
-            rancher_container("app-5", "10.230.42.9", omit=("ips",)),
-        ]
-    )
+    rancher.set_containers([
+        rancher_container("app-3", "10.230.42.7", health_state="unhealthy"),
+        rancher_container("app-4", None),
+        rancher_container("app-5", "10.230.42.9", omit=("ips",)),
+    ])
     containers = json.loads(get(f"{rancher.url}/latest/self/service", as_json=True)[1])[
         "containers"
     ]

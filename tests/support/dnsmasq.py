@@ -30,15 +30,8 @@ import dns.rcode
 
 
 class Dnsmasq:
-    def __init__(
-        self,
-        *,
-        listen: str,
-        netns: str | None = None,
-        domain: str = "test",
-        port: int = 53,
-        srv: list[str] | None = None,
-    ) -> None:
+    def __init__(self, *, listen: str, netns: str | None = None, domain: str = "test",
+                 port: int = 53, srv: list[str] | None = None) -> None:
         self.listen = listen
         self.port = port
         self.netns = netns
@@ -52,34 +45,20 @@ class Dnsmasq:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def _argv(self) -> list[str]:
-        args = [
-            shutil.which("dnsmasq") or "/usr/sbin/dnsmasq",
-            "--keep-in-foreground",
-            "--no-resolv",
-            "--no-hosts",
-            "--conf-file=/dev/null",
-            "--user=root",
-            f"--addn-hosts={self.hosts}",
-            f"--listen-address={self.listen}",
-            "--bind-interfaces",
-            f"--port={self.port}",
-            f"--local=/{self.domain}/",
-            "--pid-file=",
-            "--local-ttl=0",
-            "--log-facility=" + str(self.dir / "log"),
-            "--log-queries",
-        ]
+        args = [shutil.which("dnsmasq") or "/usr/sbin/dnsmasq", "--keep-in-foreground",
+                "--no-resolv", "--no-hosts", "--conf-file=/dev/null", "--user=root",
+                f"--addn-hosts={self.hosts}", f"--listen-address={self.listen}",
+                "--bind-interfaces", f"--port={self.port}", f"--local=/{self.domain}/",
+                "--pid-file=", "--local-ttl=0", "--log-facility=" + str(self.dir / "log"),
+                "--log-queries"]
         args += [f"--srv-host={s}" for s in self.srv]
         return (["ip", "netns", "exec", self.netns] if self.netns else []) + args
 
     def start(self, timeout: float = 10.0) -> None:
-        self.proc = subprocess.Popen(
-            self._argv(),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=open(self.dir / "stderr", "ab"),  # noqa: SIM115
-            start_new_session=True,
-        )
+        self.proc = subprocess.Popen(self._argv(), stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL,
+                                     stderr=open(self.dir / "stderr", "ab"),  # noqa: SIM115
+                                     start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

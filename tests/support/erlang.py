@@ -53,16 +53,9 @@ class ErlRuntime:
     @property
     def release(self) -> str:
         out = subprocess.run(
-            [
-                self.erl,
-                "-noshell",
-                "-eval",
-                'io:format("~s", [erlang:system_info(otp_release)]), halt().',
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=True,
+            [self.erl, "-noshell", "-eval",
+             "io:format(\"~s\", [erlang:system_info(otp_release)]), halt()."],
+            capture_output=True, text=True, timeout=60, check=True,
         )
         return out.stdout.strip()
 
@@ -83,8 +76,7 @@ RUNTIMES: dict[str, ErlRuntime] = {
         "otp28",
         str(OTP28_ROOT / "bin" / "erl"),
         str(OTP28_ROOT / "bin" / "erl_call")
-        if (OTP28_ROOT / "bin" / "erl_call").exists()
-        else _otp28_erl_call(),
+        if (OTP28_ROOT / "bin" / "erl_call").exists() else _otp28_erl_call(),
         str(OTP28_ROOT / "bin" / "epmd"),
     ),
 }
@@ -118,7 +110,8 @@ def _netns_prefix(netns: str | None) -> list[str]:
     return ["ip", "netns", "exec", netns] if netns else []
 
 
-def _kill_group(proc: subprocess.Popen[bytes], grace: float = 3.0, graceful: bool = True) -> None:
+def _kill_group(proc: subprocess.Popen[bytes], grace: float = 3.0,
+                graceful: bool = True) -> None:
     """SIGTERM the process group, wait up to ``grace`` s, then SIGKILL it.
 
     ``graceful=False`` goes straight to SIGKILL (throw-away test nodes: the kernel still
@@ -136,9 +129,8 @@ def _kill_group(proc: subprocess.Popen[bytes], grace: float = 3.0, graceful: boo
         proc.wait(timeout=grace)
 
 
-def epmd_names(
-    port: int = 4369, *, host: str = "127.0.0.1", netns: str | None = None, epmd_bin: str = "epmd"
-) -> dict[str, int] | None:
+def epmd_names(port: int = 4369, *, host: str = "127.0.0.1", netns: str | None = None,
+               epmd_bin: str = "epmd") -> dict[str, int] | None:
     """Names registered at an EPMD (NAMES request), or None when it does not answer.
 
     Written independently of ``beamfleet.runtime.erlang_dist.epmd`` so fixtures do not trust
@@ -147,10 +139,7 @@ def epmd_names(
     if netns:
         out = subprocess.run(
             [*_netns_prefix(netns), epmd_bin, "-port", str(port), "-names"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
+            capture_output=True, text=True, timeout=10, check=False,
         )
         if out.returncode != 0:
             return None
@@ -190,21 +179,13 @@ class Epmd:
     epmd_bin: str
 
     @classmethod
-    def start(
-        cls,
-        port: int | None = None,
-        *,
-        netns: str | None = None,
-        epmd_bin: str | None = None,
-        timeout: float = 15.0,
-    ) -> Epmd:
+    def start(cls, port: int | None = None, *, netns: str | None = None,
+              epmd_bin: str | None = None, timeout: float = 15.0) -> Epmd:
         binary = epmd_bin or RUNTIMES["otp25"].epmd
         chosen = port or free_port()
         proc = subprocess.Popen(
             [*_netns_prefix(netns), binary, "-port", str(chosen)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
         epmd = cls(chosen, netns, proc, binary)
@@ -257,30 +238,20 @@ class ErlNode:
         path = self.home / "node.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
-    def erl_call(self, module: str, function: str, args: str = "[]", timeout: float = 20.0) -> str:
+    def erl_call(self, module: str, function: str, args: str = "[]",
+                 timeout: float = 20.0) -> str:
         """``erl_call -a "MOD FUN ARGS"`` on this node; returns the printed result term.
 
         The cookie is read by erl_call from ``$HOME/.erlang.cookie`` (HOME = this node's
         private dir), so it never appears in a process argument list.
         """
-        cmd = [
-            *_netns_prefix(self.netns),
-            self.runtime.erl_call,
-            "-name",
-            self.name,
-            "-timeout",
-            str(int(timeout)),
-            "-a",
-            f"{module} {function} {args}",
-        ]
-        out = subprocess.run(
-            cmd, capture_output=True, text=True, env=self.env, timeout=timeout + 10, check=False
-        )
+        cmd = [*_netns_prefix(self.netns), self.runtime.erl_call, "-name", self.name,
+               "-timeout", str(int(timeout)), "-a", f"{module} {function} {args}"]
+        out = subprocess.run(cmd, capture_output=True, text=True, env=self.env,
+                             timeout=timeout + 10, check=False)
         if out.returncode != 0:
-            raise RuntimeError(
-                f"erl_call on {self.name} failed ({out.returncode}): "
-                f"{out.stderr.strip() or out.stdout.strip()}"
-            )
+            raise RuntimeError(f"erl_call on {self.name} failed ({out.returncode}): "
+                               f"{out.stderr.strip() or out.stdout.strip()}")
         return out.stdout.strip()
 
     def is_running(self) -> bool:
@@ -335,48 +306,33 @@ def start_node(
     cookie_file.write_text(cookie)
     cookie_file.chmod(0o400)
     ready = home / "ready"
-    env = {
-        **os.environ,
-        "HOME": str(home),
-        "ERL_EPMD_PORT": str(port),
-        "BEAMFLEET_TEST_READY": str(ready),
-    }
+    env = {**os.environ, "HOME": str(home), "ERL_EPMD_PORT": str(port),
+           "BEAMFLEET_TEST_READY": str(ready)}
     args = [*_netns_prefix(netns), rt.erl, "-name", f"{alive}@{host}", "-noinput"]
     if ":" in host:
         args += ["-proto_dist", "inet6_tcp"]
     args += list(extra_args)
-    args += ["-eval", 'file:write_file(os:getenv("BEAMFLEET_TEST_READY"), atom_to_list(node())).']
+    args += ["-eval",
+             'file:write_file(os:getenv("BEAMFLEET_TEST_READY"), atom_to_list(node())).']
     with (home / "node.log").open("wb") as log:
-        proc = subprocess.Popen(
-            args,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=home,
-            start_new_session=True,
-        )
+        proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, env=env, cwd=home,
+                                start_new_session=True)
     node = ErlNode(rt, alive, host, cookie, port, netns, home, proc, owned)
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                raise RuntimeError(
-                    f"{node.name} ({rt.name}) exited with {proc.returncode}:\n{node.log()[-2000:]}"
-                )
+                raise RuntimeError(f"{node.name} ({rt.name}) exited with {proc.returncode}:"
+                                   f"\n{node.log()[-2000:]}")
             if ready.exists():
-                names = epmd_names(
-                    port,
-                    host="::1" if ":" in host else "127.0.0.1",
-                    netns=netns,
-                    epmd_bin=epmd.epmd_bin if epmd else rt.epmd,
-                )
+                names = epmd_names(port, host="::1" if ":" in host else "127.0.0.1",
+                                   netns=netns, epmd_bin=epmd.epmd_bin if epmd else rt.epmd)
                 if names and alive in names:
                     return node
             time.sleep(0.05)
-        raise TimeoutError(
-            f"{node.name} ({rt.name}) not ready within {timeout} s:\n{node.log()[-2000:]}"
-        )
+        raise TimeoutError(f"{node.name} ({rt.name}) not ready within {timeout} s:"
+                           f"\n{node.log()[-2000:]}")
     except BaseException:
         node.stop()
         raise

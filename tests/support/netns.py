@@ -75,18 +75,8 @@ class Lab:
         self.close()
 
     def _fw_rule(self) -> list[str]:
-        return [
-            "-i",
-            self.bridge,
-            "-o",
-            self.bridge,
-            "-j",
-            "ACCEPT",
-            "-m",
-            "comment",
-            "--comment",
-            f"beamfleet-test-{self.prefix}",
-        ]
+        return ["-i", self.bridge, "-o", self.bridge, "-j", "ACCEPT",
+                "-m", "comment", "--comment", f"beamfleet-test-{self.prefix}"]
 
     def cleanup_stale(self) -> None:
         for tool in ("iptables", "ip6tables"):
@@ -115,23 +105,8 @@ class Lab:
         # a namespace deleted a moment ago may still be tearing down its veth (the kernel
         # does that asynchronously): retry for a bounded time
         deadline = time.monotonic() + 10
-        while (
-            sh(
-                "ip",
-                "link",
-                "add",
-                veth,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "eth0",
-                "netns",
-                name,
-                check=False,
-            ).returncode
-            != 0
-        ):
+        while sh("ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns",
+                 name, check=False).returncode != 0:
             sh("ip", "link", "del", veth, check=False)
             if time.monotonic() > deadline:
                 raise RuntimeError(f"cannot create veth {veth} for {name}")

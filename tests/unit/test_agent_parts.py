@@ -203,9 +203,8 @@ def test_link_pool_logs_a_wrong_cookie_once_while_the_client_fails_fast() -> Non
         raise AuthenticationFailed(node, retry_after=None if attempts[0] == 1 else 0.5)
 
     out = io.StringIO()
-    pool = LinkPool(
-        connector, JsonLog(out), connect_timeout=1.0, round_wait=0.2, on_lost=lambda: None
-    )
+    pool = LinkPool(connector, JsonLog(out), connect_timeout=1.0, round_wait=0.2,
+                    on_lost=lambda: None)
     for _ in range(4):
         run(pool.open({A}))
     logged = [json.loads(line) for line in out.getvalue().splitlines()]

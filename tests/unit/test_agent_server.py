@@ -148,7 +148,6 @@ def test_private_paths_are_for_loopback_clients_only(peer: Any, loopback: bool) 
 @pytest.mark.parametrize(("answer", "exit_code"), [(200, 0), (503, 1)])
 def test_the_swarm_healthcheck_asks_livez_and_reads_its_status(answer: int, exit_code: int) -> None:
     """The agent service's healthcheck command, run as Docker runs it, against a server."""
-
     async def scenario() -> int:
         server = HttpServer({"/livez": lambda: (answer, "text/plain", "x\n")})
         await server.start("127.0.0.1", 0)

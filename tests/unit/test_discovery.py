@@ -36,14 +36,8 @@ A, B, C, D = (f"app@10.0.0.{i}" for i in range(1, 5))
 class FakeCluster:
     """Nodes and their visible sets; connects are instantaneous unless listed as slow."""
 
-    def __init__(
-        self,
-        nodes: list[str],
-        *,
-        slow: set[str] = frozenset(),
-        dead: set[str] = frozenset(),
-        bad_cookie: set[str] = frozenset(),
-    ) -> None:
+    def __init__(self, nodes: list[str], *, slow: set[str] = frozenset(),
+                 dead: set[str] = frozenset(), bad_cookie: set[str] = frozenset()) -> None:
         self.visible: dict[str, set[str]] = {n: set() for n in nodes}
         self.slow, self.dead, self.bad_cookie = set(slow), set(dead), set(bad_cookie)
         self.calls: list[tuple[str, str, str]] = []
@@ -87,9 +81,8 @@ class FakeLink:
         self.cluster.visible.get(peer, set()).discard(self.node)
         return True
 
-    async def rpc(
-        self, module: str, function: str, args: list[Any], *, timeout: float | None = None
-    ) -> Any:
+    async def rpc(self, module: str, function: str, args: list[Any], *,
+                  timeout: float | None = None) -> Any:
         assert (module, function) == ("erl_eval", "exprs")
         # pull the peer list out of the abstract format: the cons cells of atoms
         peers = []
@@ -120,7 +113,6 @@ def run(coro: Any) -> Any:
 
 # ---- plan and grace -------------------------------------------------------------------
 
-
 def test_plan_never_connects_a_node_to_itself_and_ignores_unmanaged_nodes() -> None:
     p = plan(A, [B, "rem-1234@10.0.0.1", "other@10.0.0.9", D], {A, B, C}, managed)
     assert p.missing == {C}
@@ -148,7 +140,6 @@ def test_reappearing_peer_resets_its_grace() -> None:
 
 # ---- reconcile with a fake connection ---------------------------------------------------
 
-
 def test_reconcile_connects_missing_peers_in_parallel_and_a_black_hole_stalls_nobody() -> None:
     cluster = FakeCluster([A, B, C, D], slow={D})
     settings = ReconcileSettings(connect_timeout=0.3, max_parallel=2)
@@ -168,12 +159,10 @@ def test_round_wait_leaves_slow_connect_in_flight_without_duplicating_it() -> No
     inflight = Inflight()
 
     async def go() -> Any:
-        r1 = await reconcile_node(
-            cluster.link(A), {A, B, D}, managed, settings, inflight=inflight, round_wait=0.05
-        )
-        r2 = await reconcile_node(
-            cluster.link(A), {A, B, D}, managed, settings, inflight=inflight, round_wait=0.05
-        )
+        r1 = await reconcile_node(cluster.link(A), {A, B, D}, managed, settings,
+                                  inflight=inflight, round_wait=0.05)
+        r2 = await reconcile_node(cluster.link(A), {A, B, D}, managed, settings,
+                                  inflight=inflight, round_wait=0.05)
         for t in inflight.tasks.values():
             t.cancel()
         return r1, r2
@@ -209,13 +198,11 @@ def test_leave_expression_is_one_erl_eval_sequence_suspending_global() -> None:
     exprs = leave_exprs([A, B])
     text = repr(exprs)
     assert "suspend_process" in text and "resume_process" in text
-    assert (
-        text.index("suspend_process") < text.index("disconnect_node") < text.index("resume_process")
-    )
+    assert text.index("suspend_process") < text.index("disconnect_node") \
+        < text.index("resume_process")
 
 
 # ---- the agent loop with fakes ---------------------------------------------------------
-
 
 class ListSource:
     def __init__(self, answers: list[set[str] | Exception]) -> None:
@@ -230,16 +217,14 @@ class ListSource:
         return {Peer(n) for n in answer}
 
 
-def make_agent(
-    tmp_path: Path, source: ListSource, cluster: FakeCluster, clock: list[float], **flags: Any
-) -> Agent:
+def make_agent(tmp_path: Path, source: ListSource, cluster: FakeCluster,
+               clock: list[float], **flags: Any) -> Agent:
     cookie = tmp_path / "cookie"
     cookie.write_text("x")
     flags = {"grace_seconds": 0, "grace_polls": 2, **flags}
     config = load_config(flags, ["static:app@h"], env={"BEAMFLEET_COOKIE_FILE": str(cookie)})
-    return Agent(
-        config, [source], AllOwnership(), cluster.connect, log=None, clock=lambda: clock[0]
-    )
+    return Agent(config, [source], AllOwnership(), cluster.connect,
+                 log=None, clock=lambda: clock[0])
 
 
 def test_failed_or_empty_answers_never_remove_anyone(tmp_path: Path) -> None:
@@ -295,7 +280,6 @@ def test_health_needs_a_recent_success_and_every_owned_node(tmp_path: Path) -> N
 
 # ---- sources, naming, config ---------------------------------------------------------
 
-
 def test_naming_modes() -> None:
     assert PeerNaming.parse("ip").name("app", "fd00::3") == "app@fd00::3"
     assert PeerNaming.parse("reverse").name("app", "10.0.0.1", "n1.example.") == "app@n1.example"
@@ -305,24 +289,21 @@ def test_naming_modes() -> None:
 
 
 def test_rancher_containers_missing_fields_are_skipped() -> None:
-    service = {
-        "containers": [
-            {"name": "a", "primary_ip": "10.42.0.1"},
-            {"name": "b", "ips": ["10.42.0.2"]},
-            {"name": "c"},
-            {"name": "d", "primary_ip": None, "ips": None},
-            {"name": "e", "primary_ip": "10.42.0.5", "state": "stopped"},
-            "garbage",
-        ]
-    }
+    service = {"containers": [
+        {"name": "a", "primary_ip": "10.42.0.1"},
+        {"name": "b", "ips": ["10.42.0.2"]},
+        {"name": "c"},
+        {"name": "d", "primary_ip": None, "ips": None},
+        {"name": "e", "primary_ip": "10.42.0.5", "state": "stopped"},
+        "garbage",
+    ]}
     assert container_addresses(service) == ["10.42.0.1", "10.42.0.2"]
     assert container_addresses({"name": "svc"}) == []
 
 
 def test_file_lines_and_static() -> None:
-    peers, bad = parse_lines(
-        "# c\napp@10.0.0.1\n10.0.0.2 extra\n\nnonsense\n", "app", PeerNaming.parse("ip")
-    )
+    peers, bad = parse_lines("# c\napp@10.0.0.1\n10.0.0.2 extra\n\nnonsense\n", "app",
+                             PeerNaming.parse("ip"))
     assert {p.name for p in peers} == {"app@10.0.0.1", "app@10.0.0.2"}
     assert bad == ["nonsense"]
     assert {p.name for p in run(StaticSource(f"{A},{B}").poll())} == {A, B}
@@ -332,10 +313,8 @@ def test_file_lines_and_static() -> None:
 
 def test_resolver_search_list_and_ndots() -> None:
     r = StubResolver([("10.0.0.1", 53)], search=[dns.name.from_text("svc.local")], ndots=2)
-    assert [n.to_text() for n in r.candidates("tasks.app")] == [
-        "tasks.app.svc.local.",
-        "tasks.app.",
-    ]
+    assert [n.to_text() for n in r.candidates("tasks.app")] == ["tasks.app.svc.local.",
+                                                                  "tasks.app."]
     assert [n.to_text() for n in r.candidates("a.b.c")] == ["a.b.c.", "a.b.c.svc.local."]
     assert [n.to_text() for n in r.candidates("x.")] == ["x."]
     assert parse_nameserver("[fd00::2]:5353") == ("fd00::2", 5353)
@@ -344,11 +323,8 @@ def test_resolver_search_list_and_ndots() -> None:
 
 def test_config_lists_every_problem_once(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
-        load_config(
-            {"interval": "-1", "listen": "nope", "ownership": "rendezvous"},
-            ["dns:", "bogus:x"],
-            env={},
-        )
+        load_config({"interval": "-1", "listen": "nope", "ownership": "rendezvous"},
+                    ["dns:", "bogus:x"], env={})
     problems = err.value.problems
     assert any("dns needs an argument" in p for p in problems)
     assert any("needs --basename" in p for p in problems)
@@ -363,20 +339,15 @@ def test_config_precedence_flag_env_toml(tmp_path: Path) -> None:
     cookie = tmp_path / "c"
     cookie.write_text("secret")
     toml = tmp_path / "a.toml"
-    toml.write_text(
-        'interval = 3.0\njitter = 0.2\n[[source]]\nkind = "dns"\narg = "tasks.x"\nbasename = "x"\n'
-    )
-    cfg = load_config(
-        {"interval": None, "jitter": None},
-        [],
-        env={"BEAMFLEET_COOKIE_FILE": str(cookie), "BEAMFLEET_JITTER": "0.05"},
-        config_file=str(toml),
-    )
+    toml.write_text('interval = 3.0\njitter = 0.2\n[[source]]\nkind = "dns"\narg = "tasks.x"\n'
+                    'basename = "x"\n')
+    cfg = load_config({"interval": None, "jitter": None}, [],
+                      env={"BEAMFLEET_COOKIE_FILE": str(cookie), "BEAMFLEET_JITTER": "0.05"},
+                      config_file=str(toml))
     assert cfg.interval == 3.0 and cfg.jitter == 0.05
     assert cfg.sources[0].basename == "x"
-    cfg2 = load_config(
-        {"interval": 0.5}, [], env={"BEAMFLEET_COOKIE_FILE": str(cookie)}, config_file=str(toml)
-    )
+    cfg2 = load_config({"interval": 0.5}, [], env={"BEAMFLEET_COOKIE_FILE": str(cookie)},
+                       config_file=str(toml))
     assert cfg2.interval == 0.5
 
 

@@ -110,15 +110,8 @@ def test_v4_pids_and_ports() -> None:
 
 @pytest.mark.parametrize(
     "bad",
-    [
-        float("nan"),
-        float("inf"),
-        object(),
-        {1, 2},
-        Atom("x" * 256),
-        Reference(Atom("n"), 1, ()),
-        BitBinary(b"\x01", 9),
-    ],
+    [float("nan"), float("inf"), object(), {1, 2}, Atom("x" * 256),
+     Reference(Atom("n"), 1, ()), BitBinary(b"\x01", 9)],
 )
 def test_unencodable_raise_codec_error(bad: Any) -> None:
     with pytest.raises(TermCodecError):
@@ -161,7 +154,8 @@ scalars = st.one_of(
     st.builds(Export, atoms, atoms, st.integers(0, 255)),
     st.builds(BitBinary, st.binary(min_size=1, max_size=20), st.integers(1, 7)),
 )
-hashable = st.recursive(scalars, lambda kids: st.lists(kids, max_size=4).map(tuple), max_leaves=8)
+hashable = st.recursive(scalars, lambda kids: st.lists(kids, max_size=4).map(tuple),
+                        max_leaves=8)
 terms = st.recursive(
     scalars,
     lambda kids: st.one_of(

@@ -75,51 +75,27 @@ def test_if_inet6_keeps_global_scope_only() -> None:
 
 
 def test_ip_json_drops_host_and_link_scope() -> None:
-    text = json.dumps(
-        [
-            {
-                "ifname": "lo",
-                "addr_info": [
-                    {"family": "inet", "local": "127.0.0.1", "prefixlen": 8, "scope": "host"}
-                ],
-            },
-            {
-                "ifname": "eth0",
-                "addr_info": [
-                    {"family": "inet", "local": "10.230.1.2", "prefixlen": 24, "scope": "global"},
-                    {"family": "inet6", "local": "fe80::1", "prefixlen": 64, "scope": "link"},
-                    {"family": "inet6", "local": "fd00:230::2", "prefixlen": 64, "scope": "global"},
-                ],
-            },
-        ]
-    )
+    text = json.dumps([
+        {"ifname": "lo", "addr_info": [
+            {"family": "inet", "local": "127.0.0.1", "prefixlen": 8, "scope": "host"}]},
+        {"ifname": "eth0", "addr_info": [
+            {"family": "inet", "local": "10.230.1.2", "prefixlen": 24, "scope": "global"},
+            {"family": "inet6", "local": "fe80::1", "prefixlen": 64, "scope": "link"},
+            {"family": "inet6", "local": "fd00:230::2", "prefixlen": 64, "scope": "global"}]},
+    ])
     assert [str(a) for a in parse_ip_json(text)] == [
-        "10.230.1.2/24 on eth0",
-        "fd00:230::2/64 on eth0",
-    ]
+        "10.230.1.2/24 on eth0", "fd00:230::2/64 on eth0"]
 
 
 def test_candidates_are_sorted_and_exclude_undialable() -> None:
-    got = candidates(
-        [
-            A("fd00:230::2/64", "e"),
-            A("127.0.0.1/8", "lo"),
-            A("10.230.2.1/24", "e"),
-            A("169.254.1.1/16", "e"),
-            A("10.230.1.9/24", "e"),
-            A("fe80::1/64", "e"),
-            A("10.230.1.9/24", "e"),
-        ]
-    )
+    got = candidates([A("fd00:230::2/64", "e"), A("127.0.0.1/8", "lo"), A("10.230.2.1/24", "e"),
+                      A("169.254.1.1/16", "e"), A("10.230.1.9/24", "e"), A("fe80::1/64", "e"),
+                      A("10.230.1.9/24", "e")])
     assert [str(a.ip) for a in got] == ["10.230.1.9", "10.230.2.1", "fd00:230::2"]
 
 
-POOL = [
-    A("10.230.1.2/24", "veth0"),
-    A("10.230.2.2/24", "veth0"),
-    A("fd00:230::2/64", "veth0"),
-    A("10.230.3.2/24", "eth9"),
-]
+POOL = [A("10.230.1.2/24", "veth0"), A("10.230.2.2/24", "veth0"), A("fd00:230::2/64", "veth0"),
+        A("10.230.3.2/24", "eth9")]
 
 
 def test_ambiguous_lists_candidates_and_the_cidr_to_add() -> None:
@@ -134,19 +110,15 @@ def test_ambiguous_lists_candidates_and_the_cidr_to_add() -> None:
 
 def test_filters_pick_exactly_one() -> None:
     assert select_address(POOL, [parse_cidr("10.230.2.0/24")]).ip == ipaddress.ip_address(
-        "10.230.2.2"
-    )
+        "10.230.2.2")
     assert str(select_address(POOL, interface="eth9").ip) == "10.230.3.2"
     assert str(select_address(POOL, [parse_cidr("fd00:230::/64")]).ip) == "fd00:230::2"
     assert str(select_address(POOL, [parse_cidr("10.230.0.0/16")], "eth9").ip) == "10.230.3.2"
 
 
 def test_no_match_says_what_exists() -> None:
-    with pytest.raises(
-        NoAddressError,
-        match=r"no address matches --cidr 10\.9\.0\.0/24; "
-        r"addresses here: 10\.230\.1\.2/24 on veth0",
-    ):
+    with pytest.raises(NoAddressError, match=r"no address matches --cidr 10\.9\.0\.0/24; "
+                       r"addresses here: 10\.230\.1\.2/24 on veth0"):
         select_address(POOL, [parse_cidr("10.9.0.0/24")])
 
 
@@ -165,7 +137,8 @@ def test_bad_cidr_is_refused(bad: str) -> None:
         ("app-1", "app@app-1", "sname", False),
     ],
 )
-def test_host_kinds_decide_long_or_short_names(host: str, name: str, dist: str, ipv6: bool) -> None:
+def test_host_kinds_decide_long_or_short_names(host: str, name: str, dist: str,
+                                               ipv6: bool) -> None:
     node = make_node_name("app", host)
     assert (node.name, node.distribution, node.ipv6) == (name, dist, ipv6)
 
@@ -192,11 +165,9 @@ def test_formats_ipv4_and_ipv6() -> None:
     assert v6.render("vm.args") == "-name app@fd00:230::2\n-proto_dist inet6_tcp\n"
     assert v6.render("erl-flags") == "-name app@fd00:230::2 -proto_dist inet6_tcp\n"
     assert v6.render("env", {"ERL_AFLAGS": "+S 2"}).splitlines()[-1] == (
-        "ERL_AFLAGS='+S 2 -proto_dist inet6_tcp'"
-    )
+        "ERL_AFLAGS='+S 2 -proto_dist inet6_tcp'")
     assert v6.env({"ERL_AFLAGS": "-proto_dist inet6_tcp"})["ERL_AFLAGS"] == (
-        "-proto_dist inet6_tcp"
-    )
+        "-proto_dist inet6_tcp")
     with pytest.raises(InvalidInputError, match="unknown --format"):
         v4.render("json")
 
@@ -238,23 +209,14 @@ def test_provider_flag_and_its_deprecated_alias(
 def test_deploy_time_from_pyinfra_network_devices_fact() -> None:
     devices = {
         "lo": {"state": "UP", "ipv4": {"address": "127.0.0.1", "mask_bits": 8}},
-        "eth0": {
-            "state": "UP",
-            "ipv4": {"address": "10.230.5.4", "mask_bits": 24},
-            "ipv6": {
-                "address": "fe80::1",
-                "mask_bits": 64,
-                "additional_ips": [{"address": "fd00:230::4", "mask_bits": 64}],
-            },
-        },
+        "eth0": {"state": "UP", "ipv4": {"address": "10.230.5.4", "mask_bits": 24},
+                 "ipv6": {"address": "fe80::1", "mask_bits": 64,
+                          "additional_ips": [{"address": "fd00:230::4", "mask_bits": 64}]}},
         "docker0": {"state": "UP", "ipv4": {"address": "172.17.0.1", "mask_bits": 16}},
     }
     addresses = from_network_devices(devices)
     assert [str(a) for a in addresses] == [
-        "10.230.5.4/24 on eth0",
-        "172.17.0.1/16 on docker0",
-        "fd00:230::4/64 on eth0",
-    ]
+        "10.230.5.4/24 on eth0", "172.17.0.1/16 on docker0", "fd00:230::4/64 on eth0"]
     node = node_name_from_addresses("app", addresses, cidrs=["10.230.5.0/24"])
     assert node.env() == {"RELEASE_DISTRIBUTION": "name", "RELEASE_NODE": "app@10.230.5.4"}
     with pytest.raises(AmbiguousAddressError):

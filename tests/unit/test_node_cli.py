@@ -67,9 +67,8 @@ def test_env_cookie_file_is_used_and_never_printed(tmp_path: Path) -> None:
     secret.write_text("TOPSECRETCOOKIE\n")
     secret.chmod(0o400)
     # a bad node name fails before any network traffic, with the cookie already loaded
-    code, out, err = invoke(
-        "ping", "not-a-node-name", "--json", env={"BEAMFLEET_COOKIE_FILE": str(secret)}
-    )
+    code, out, err = invoke("ping", "not-a-node-name", "--json",
+                            env={"BEAMFLEET_COOKIE_FILE": str(secret)})
     assert code == EXIT_USAGE
     assert "invalid node name" in err
     assert '"error": "InvalidNodeName"' in out
@@ -86,11 +85,8 @@ def test_read_cookie_file_rules(tmp_path: Path) -> None:
     good = tmp_path / "good"
     good.write_text("SECRETVALUE\n")
     assert read_cookie_file(good) == "SECRETVALUE"
-    for content, why in (
-        ("", "empty"),
-        ("SECRET1\nSECRET2\n", "more than one line"),
-        (b"SECRET\xff\xfe", "UTF-8"),
-    ):
+    for content, why in (("", "empty"), ("SECRET1\nSECRET2\n", "more than one line"),
+                         (b"SECRET\xff\xfe", "UTF-8")):
         bad = tmp_path / "bad"
         if isinstance(content, bytes):
             bad.write_bytes(content)
