@@ -212,7 +212,7 @@ def units_started(
         yield StringCommand("systemctl", "restart", *restart)
 
 
-def _no_earlier_failure(state: State, host: Host, what: str) -> bool:
+def no_earlier_failure(state: State, host: Host, what: str) -> bool:
     """Stop a serial roll at the first host that failed: later hosts keep their version."""
     failed = [
         h.name for h in state.inventory if h is not host and state.get_results_for_host(h).error_ops
@@ -256,7 +256,7 @@ def node_rolled(
     and the run stops, naming the node and what the gate saw.
     """
     if not first_start:
-        yield FunctionCommand(_no_earlier_failure, (f"the roll of {node}",), {})
+        yield FunctionCommand(no_earlier_failure, (f"the roll of {node}",), {})
     mode = "start" if first_start else "roll"
     yield script_command(
         "host_roll.sh", mode, current, target, unit, nodes_file, cookie, str(timeout), node,
@@ -298,6 +298,23 @@ def _reboot_and_wait(state: State, host: Host, timeout: int) -> bool:
     return False
 
 
+def maintenance_commands(action: str, command: str, timeout: int) -> Commands:
+    """The maintenance itself: ``reboot`` (and wait until the host is back, booted anew),
+    ``upgrade`` (the distribution's packages) or ``command`` (a shell command)."""
+    if action == "reboot":
+        yield FunctionCommand(_reboot_and_wait, (timeout,), {})
+    elif action == "upgrade":
+        yield StringCommand(
+            "DEBIAN_FRONTEND=noninteractive apt-get -q update >/dev/null && "
+            "DEBIAN_FRONTEND=noninteractive apt-get -q -y -o Dpkg::Options::=--force-confold "
+            "upgrade >/dev/null"
+        )
+    elif action == "command":
+        yield StringCommand("sh", "-c", shlex.quote(command))
+    else:
+        raise OperationValueError(f"unknown maintenance {action!r}: reboot, upgrade or command")
+
+
 @operation()
 def node_maintained(
     node: str,
@@ -326,22 +343,11 @@ def node_maintained(
     the run stops here.
     """
     mesh = f"{BIN}/beamfleet mesh --cookie-file {shlex.quote(cookie)} --timeout {timeout}"
-    yield FunctionCommand(_no_earlier_failure, (f"maintenance of {node}",), {})
+    yield FunctionCommand(no_earlier_failure, (f"maintenance of {node}",), {})
     yield StringCommand(f"{mesh} --nodes-file {shlex.quote(nodes_file)} >/dev/null")
     yield StringCommand("systemctl", "stop", *[shlex.quote(u) for u in reversed(units)])
     others = f"grep -v '^#' {shlex.quote(nodes_file)} | grep -vxF {shlex.quote(node)}"
     yield StringCommand(f"{mesh} $({others}) >/dev/null")
-    if action == "reboot":
-        yield FunctionCommand(_reboot_and_wait, (timeout,), {})
-    elif action == "upgrade":
-        yield StringCommand(
-            "DEBIAN_FRONTEND=noninteractive apt-get -q update >/dev/null && "
-            "DEBIAN_FRONTEND=noninteractive apt-get -q -y -o Dpkg::Options::=--force-confold "
-            "upgrade >/dev/null"
-        )
-    elif action == "command":
-        yield StringCommand("sh", "-c", shlex.quote(command))
-    else:
-        raise OperationValueError(f"unknown maintenance {action!r}: reboot, upgrade or command")
+    yield from maintenance_commands(action, command, timeout)
     yield StringCommand("systemctl", "start", *[shlex.quote(u) for u in units])
     yield StringCommand(f"{mesh} --nodes-file {shlex.quote(nodes_file)} >/dev/null")

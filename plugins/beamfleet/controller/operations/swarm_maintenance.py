@@ -10,16 +10,19 @@ from __future__ import annotations
 import json
 import shlex
 import time
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Sequence
 
 import gevent
 from pyinfra.api.command import FunctionCommand, StringCommand
-from pyinfra.api.exceptions import OperationValueError
 from pyinfra.api.host import Host
 from pyinfra.api.operation import operation
 from pyinfra.api.state import State
 
-from beamfleet.controller.operations.hosts import _no_earlier_failure, _reboot_and_wait
+from beamfleet.controller.operations.hosts import (
+    Commands,
+    no_earlier_failure,
+    maintenance_commands,
+)
 
 MeshCommand = Callable[[], str]
 
@@ -99,7 +102,7 @@ def host_maintained(
     timeout: int,
     action: str,
     command: str = "",
-) -> Generator[StringCommand | FunctionCommand, None, None]:
+) -> Commands:
     """
     Drain this host, maintain it, make it active again, with the mesh complete between.
 
@@ -112,21 +115,10 @@ def host_maintained(
 
     Call with ``_serial=True``: one host at a time, stopping at the first that fails.
     """
-    if action not in ("reboot", "upgrade", "command"):
-        raise OperationValueError(f"unknown maintenance {action!r}: reboot, upgrade or command")
-    yield FunctionCommand(_no_earlier_failure, (f"maintenance of {node}",), {})
+    yield FunctionCommand(no_earlier_failure, (f"maintenance of {node}",), {})
     yield FunctionCommand(_meshes_complete, (manager, checks), {})
     yield FunctionCommand(_drain, (manager, node, timeout), {})
     yield FunctionCommand(_meshes_complete, (manager, checks), {})
-    if action == "reboot":
-        yield FunctionCommand(_reboot_and_wait, (timeout,), {})
-    elif action == "upgrade":
-        yield StringCommand(
-            "DEBIAN_FRONTEND=noninteractive apt-get -q update >/dev/null && "
-            "DEBIAN_FRONTEND=noninteractive apt-get -q -y -o Dpkg::Options::=--force-confold "
-            "upgrade >/dev/null"
-        )
-    else:
-        yield StringCommand("sh", "-c", shlex.quote(command))
+    yield from maintenance_commands(action, command, timeout)
     yield FunctionCommand(_reactivate, (manager, node, timeout), {})
     yield FunctionCommand(_meshes_complete, (manager, checks), {})
