@@ -20,8 +20,8 @@ from pyinfra.api.state import State
 
 from beamfleet.controller.operations.hosts import (
     Commands,
-    no_earlier_failure,
     maintenance_commands,
+    no_earlier_failure,
 )
 
 MeshCommand = Callable[[], str]
