@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from beamfleet.controller.facts.services import LayerChains
 from beamfleet.controller.image_archive import (
     ArchiveIndex,
     chain_ids,
@@ -102,3 +103,16 @@ def test_a_host_without_the_layers_gets_the_whole_archive(
     _, _, archive = images
     shipped, kept = pruned_archive(archive, frozenset(), tmp_path)
     assert (shipped, kept) == (archive, 2)
+
+
+def test_the_hosts_layers_as_the_fact_reads_them(images: tuple[str, str, Path]) -> None:
+    """LayerChains' command run on this machine's engine, and its parsing."""
+    v1, _, _ = images
+    fact = LayerChains()
+    out = subprocess.run(
+        ["sh", "-c", fact.command()], capture_output=True, text=True, check=True, timeout=120
+    ).stdout.splitlines()
+    present = fact.process(out)
+    assert set(chain_ids(diff_ids(v1))) <= present
+    # an engine on the containerd image store reports nothing: it gets whole archives
+    assert fact.process(["containerd-store"]) == frozenset()
