@@ -15,6 +15,7 @@ import pytest
 from beamfleet.controller import host_files
 from beamfleet.controller.facts.hosts import parse_host_state
 from beamfleet.controller.host_files import HostPaths, NodeUnit
+from beamfleet.controller.operations.hosts import unpack_script
 from beamfleet.runtime.discovery.config import load_config
 
 PATHS = HostPaths("demo")
@@ -182,3 +183,24 @@ def test_firewall_admits_the_cluster_network_only() -> None:
     unit = host_files.firewall_unit(PATHS)
     assert "ExecStart=/usr/sbin/nft -f /etc/beamfleet/demo/firewall.nft\n" in unit
     assert "Before=beamfleet-epmd.service network-pre.target\n" in unit
+
+
+def test_unpacking_replaces_what_an_interrupted_run_left(tmp_path: Path) -> None:
+    """archive_unpacked's shell, run here: the archive ends up as the directory, also over
+    a half-made one, never nested inside it."""
+    src = tmp_path / "src"
+    (src / "bin").mkdir(parents=True)
+    (src / "bin" / "app").write_text("#!/bin/sh\n")
+    archive = tmp_path / "rel.upload"
+    subprocess.run(["tar", "-czf", str(archive), "-C", str(src), "."], check=True)
+    directory = tmp_path / "releases" / "1.0-abc"
+    (directory / "stale").mkdir(parents=True)  # left by an interrupted run
+    script = unpack_script(
+        str(archive),
+        str(directory),
+        'tar -xzf "$archive" -C "$target"',
+        ('touch "$target/edited"',),
+    )
+    subprocess.run(["sh", "-c", script], check=True)
+    assert sorted(p.name for p in directory.iterdir()) == ["bin", "edited"]
+    assert not archive.exists() and not Path(f"{directory}.tmp").exists()

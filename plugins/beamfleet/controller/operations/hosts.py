@@ -131,21 +131,29 @@ def archive_unpacked(
         return
     upload = f"{directory}.upload"
     yield FileUploadCommand(archive, upload)
-    target = f"{directory}.tmp"
-    script = "; ".join(
+    yield StringCommand("sh", "-c", shlex.quote(unpack_script(upload, directory, unpack, after)))
+
+
+def unpack_script(upload: str, directory: str, unpack: str, after: Sequence[str] = ()) -> str:
+    """The shell of :func:`archive_unpacked`: unpack ``upload`` into ``<directory>.tmp``, run
+    ``after``, then put it in place as ``directory`` (replacing what an interrupted run may
+    have left there, which no ``current`` link points at: the deploy saw it absent or
+    unused), and remove the upload."""
+    quoted = shlex.quote(directory)
+    return "; ".join(
         [
             "set -e",
             f"archive={shlex.quote(upload)}",
-            f"target={shlex.quote(target)}",
+            f"target={shlex.quote(directory + '.tmp')}",
             'rm -rf "$target"',
             'mkdir -p "$target"',
             unpack,
             *after,
-            f'mv "$target" {shlex.quote(directory)}',
+            f"rm -rf {quoted}",
+            f'mv "$target" {quoted}',
             'rm -f "$archive"',
         ]
     )
-    yield StringCommand("sh", "-c", shlex.quote(script))
 
 
 STAGED_SUFFIX = ".staged"
