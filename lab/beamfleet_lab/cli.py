@@ -60,6 +60,37 @@ def up(hosts: int, managers: int, suite: str, name: str, root: Path | None) -> N
 
 
 @lab.command()
+@click.option(
+    "--demo/--no-demo",
+    default=True,
+    show_default=True,
+    help="Also the demo application's image (examples/demo) and the agent's.",
+)
+def images(demo: bool) -> None:
+    """Build the images labs and deploys use, now, once (each is built only when missing).
+
+    Run before several labs start at once (the test suite does), so they share the images
+    instead of building the same ones side by side.
+    """
+    from beamfleet.controller.deploys import images as deploy_images  # noqa: PLC0415
+    from beamfleet_lab.images import ensure_host_image  # noqa: PLC0415
+
+    try:
+        for suite in ("bookworm", "trixie"):
+            click.echo(f"lab host ({suite}): {ensure_host_image(suite)}")
+    except LabError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if demo:
+        root = Path.cwd() / "examples" / "demo"
+        app = deploy_images.build(
+            deploy_images.APP_REPO_DEFAULT, deploy_images.app_context(root), archive=False
+        )
+        click.echo(f"demo: {app.ref}")
+        agent = deploy_images.build(deploy_images.AGENT_REPO, deploy_images.agent_context())
+        click.echo(f"agent: {agent.ref}")
+
+
+@lab.command()
 @_name_option
 @_root_option
 def down(name: str, root: Path | None) -> None:
