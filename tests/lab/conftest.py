@@ -147,6 +147,19 @@ class LabHandle:
         self.runs.append(run)
         return run
 
+    def inventory_with(self, name: str, extra: dict[str, Any]) -> Path:
+        """An inventory file beside the lab's: its hosts and groups, with ``extra`` data on
+        every host (the lab's generated inventory stays as it is)."""
+        path = self.inventory.with_name(name)
+        path.write_text(
+            "import runpy\n"
+            f"_lab = runpy.run_path({str(self.inventory)!r})\n"
+            f"_extra = {extra!r}\n"
+            "managers = [(n, {**d, **_extra}) for n, d in _lab['managers']]\n"
+            "workers = [(n, {**d, **_extra}) for n, d in _lab.get('workers', [])]\n"
+        )
+        return path
+
     def add_host(self, group: str = "workers") -> LabHost:
         return self.lab.add_host(group)
 

@@ -39,16 +39,7 @@ _PINNED: dict[str, str] = {}
 def inventory(lab: LabHandle, replicas: int) -> Path:
     """The lab's generated inventory, with ``app_replicas`` (and the pinned images) set
     in every host's data."""
-    path = lab.inventory.with_name(f"cluster-{replicas}.py")
-    extra = {"app_replicas": replicas, **_PINNED}
-    path.write_text(
-        "import runpy\n"
-        f"_lab = runpy.run_path({str(lab.inventory)!r})\n"
-        f"_extra = {extra!r}\n"
-        "managers = [(n, {**d, **_extra}) for n, d in _lab['managers']]\n"
-        "workers = [(n, {**d, **_extra}) for n, d in _lab.get('workers', [])]\n"
-    )
-    return path
+    return lab.inventory_with(f"cluster-{replicas}.py", {"app_replicas": replicas, **_PINNED})
 
 
 def pin_images(lab: LabHandle) -> None:

@@ -61,15 +61,7 @@ def inventory(lab: LabHandle, kind: str, image: str) -> Path:
         # root-run images: the secret's owner does not matter; the erl image runs as 10001
         "app_user_id": 10001,
     }
-    path = lab.inventory.with_name(f"images-{kind}.py")
-    path.write_text(
-        "import runpy\n"
-        f"_lab = runpy.run_path({str(lab.inventory)!r})\n"
-        f"_extra = {extra!r}\n"
-        "managers = [(n, {**d, **_extra}) for n, d in _lab['managers']]\n"
-        "workers = [(n, {**d, **_extra}) for n, d in _lab.get('workers', [])]\n"
-    )
-    return path
+    return lab.inventory_with(f"images-{kind}.py", extra)
 
 
 def check_mesh(lab: LabHandle, kind: str, image: str) -> None:
@@ -163,15 +155,7 @@ def apps_inventory(lab: LabHandle, env: dict[str, dict[str, str]] | None = None)
         }
         for kind, (app, subnet, _) in KINDS.items()
     }
-    path = lab.inventory.with_name("images-apps.py")
-    path.write_text(
-        "import runpy\n"
-        f"_lab = runpy.run_path({str(lab.inventory)!r})\n"
-        f"_extra = {{'apps': {apps!r}}}\n"
-        "managers = [(n, {**d, **_extra}) for n, d in _lab['managers']]\n"
-        "workers = [(n, {**d, **_extra}) for n, d in _lab.get('workers', [])]\n"
-    )
-    return path
+    return lab.inventory_with("images-apps.py", {"apps": apps})
 
 
 def peers_of_one_node(lab: LabHandle, app: str) -> list[str]:
