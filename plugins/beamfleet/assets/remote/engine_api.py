@@ -8,6 +8,8 @@ syntax newer than Python 3.7, so it runs on any host's python3.
 Verbs (argv after the script):
   request METHOD PATH     send stdin (may be empty) as the JSON body; exit 0 on a 2xx answer,
                           else print Docker's message and exit 1
+  get PATH                print the JSON answer of a GET (exit 1 and Docker's message on an
+                          error answer)
   apply-service           stdin is a ServiceSpec: create the service, or update it at its
                           current version; secrets given by SecretName get their IDs looked up
   wait-rollout NAME SECS  after an update, wait for the rolling update to end: exit 0 when it
@@ -58,6 +60,13 @@ def request(method: str, path: str) -> None:
     status, answer = call(method, path, sys.stdin.buffer.read() or None)
     if status >= 300:
         sys.exit(f"Docker Engine API {method} {path}: {status} {_message(answer)}")
+
+
+def get(path: str) -> None:
+    status, answer = call("GET", path, timeout=60)
+    if status >= 300:
+        sys.exit(f"Docker Engine API GET {path}: {status} {_message(answer)}")
+    print(json.dumps(answer))
 
 
 def apply_service() -> None:
@@ -129,12 +138,16 @@ def main(argv: list[str]) -> None:
     verb, args = (argv[0], argv[1:]) if argv else ("", [])
     if verb == "request" and len(args) == 2:
         request(args[0], args[1])
+    elif verb == "get" and len(args) == 1:
+        get(args[0])
     elif verb == "apply-service" and not args:
         apply_service()
     elif verb == "wait-rollout" and len(args) == 2:
         wait_rollout(args[0], float(args[1]))
     else:
-        sys.exit("usage: request METHOD PATH | apply-service | wait-rollout NAME SECONDS")
+        sys.exit(
+            "usage: request METHOD PATH | get PATH | apply-service | wait-rollout NAME SECONDS"
+        )
 
 
 if __name__ == "__main__":

@@ -85,7 +85,13 @@ def judge(report: dict[str, Any], basename: str) -> dict[str, Any]:
             f"{report['running']}"
         )
     for node, lacking in missing.items():
-        problems.append(f"{node} does not see {', '.join(lacking)}")
+        answer = report["nodes"].get(node)
+        if answer is None:
+            problems.append(f"{node} is not in DNS")
+        elif not answer["ok"]:
+            problems.append(f"{node} could not be asked: {answer.get('error')}")
+        else:
+            problems.append(f"{node} does not see {', '.join(lacking)}")
     report["missing"] = missing
     report["problems"] = problems
     report["complete"] = not problems

@@ -1,8 +1,9 @@
 """Runs INSIDE an agent container (fed on stdin by mesh_check.py): one look at the mesh.
 
 argv: DNS_NAME BASENAME COOKIE_FILE. Resolves DNS_NAME (``tasks.<app>``) with the
-container's resolver, connects to ``BASENAME@<ip>`` for each answer as a hidden node
-(beamfleet.runtime.erlang_dist, the cookie read from the secret file) and asks for its ``nodes()``.
+container's resolver, asks ``BASENAME@<ip>`` for each answer for its ``nodes()`` with
+:func:`beamfleet.runtime.mesh.look` (the same look ``beamfleet mesh`` takes in host mode;
+the cookie read from the secret file).
 Prints one JSON object: ``{"dns": [ips], "nodes": {node: {"ok", "peers", "error"}}}``.
 """
 
@@ -14,7 +15,8 @@ import socket
 import sys
 from typing import Any
 
-from beamfleet.runtime.erlang_dist import DistError, connect, read_cookie_file
+from beamfleet.runtime.erlang_dist import read_cookie_file
+from beamfleet.runtime.mesh import look
 
 
 def resolve(name: str) -> list[str]:
@@ -25,21 +27,11 @@ def resolve(name: str) -> list[str]:
     return sorted({str(info[4][0]) for info in infos}, key=socket.inet_aton)
 
 
-async def look(node: str, cookie: str) -> dict[str, Any]:
-    try:
-        async with connect(node, cookie, timeout=3.0, identity="check") as conn:
-            peers = await conn.nodes("visible")
-    except (DistError, OSError) as exc:
-        return {"ok": False, "peers": [], "error": f"{type(exc).__name__}: {exc}"}
-    return {"ok": True, "peers": sorted(peers), "error": None}
-
-
 async def main(dns_name: str, basename: str, cookie_file: str) -> dict[str, Any]:
     cookie = read_cookie_file(cookie_file)
     ips = resolve(dns_name)
-    names = [f"{basename}@{ip}" for ip in ips]
-    answers = await asyncio.gather(*(look(n, cookie) for n in names))
-    return {"dns": ips, "nodes": dict(zip(names, answers, strict=True))}
+    view = await look([f"{basename}@{ip}" for ip in ips], cookie)
+    return {"dns": ips, "nodes": {node: answer.as_dict() for node, answer in view.nodes.items()}}
 
 
 if __name__ == "__main__":

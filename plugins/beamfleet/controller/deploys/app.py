@@ -40,6 +40,7 @@ from beamfleet.controller.inventory import (
     positive,
 )
 from beamfleet.controller.operations import services, swarm
+from beamfleet.controller.swarm_roll import MeshGate
 from beamfleet.runtime.constants import COOKIE_MOUNT_PATH, COOKIE_SECRET_TARGET
 
 # Names reach Docker and hosts' commands: checked at planning time. The application's
@@ -240,11 +241,16 @@ def app_spec(settings: AppSettings, cookie_secret: str) -> dict[str, Any]:
 
 @deploy("Application service")
 def app_service(
-    settings: AppSettings, cookie_secret: str, wait_rollout: float | None = None
+    settings: AppSettings,
+    cookie_secret: str,
+    wait_rollout: float | None = None,
+    gate: MeshGate | None = None,
 ) -> None:
     """The overlay network and the application service (run on the acting manager).
 
     ``wait_rollout``: seconds to wait for a rolling update to complete (rollout.py).
+    ``gate``: roll a new version one task at a time, each node in the complete mesh
+    before the next (:mod:`beamfleet.controller.swarm_roll`).
     """
     swarm.overlay_network(
         name=f"Overlay network {settings.network} ({settings.subnet})",
@@ -261,4 +267,5 @@ def app_service(
         name=f"Service {settings.name} ({settings.replicas} x {settings.image})",
         spec=app_spec(settings, cookie_secret),
         wait_rollout=wait_rollout,
+        gate=gate,
     )

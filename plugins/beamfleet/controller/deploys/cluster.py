@@ -43,6 +43,7 @@ from beamfleet.controller.inventory import (
     validate_state,
 )
 from beamfleet.controller.operations import services
+from beamfleet.controller.swarm_roll import MeshGate
 from beamfleet.runtime.constants import COOKIE_MOUNT_PATH
 
 CLUSTER_KEYS = KeyTable(
@@ -97,6 +98,7 @@ class ClusterSettings:
     cookie_file: str | None
     rotate_cookie: bool
     check_timeout: int
+    roll_timeout: int
 
     @property
     def app(self) -> AppSettings:
@@ -129,6 +131,8 @@ def cluster_settings(
         cookie_file=CLUSTER_KEYS.value(data, "cookie_file"),
         rotate_cookie=bool(CLUSTER_KEYS.value(data, "rotate_cookie")),
         check_timeout=int(CLUSTER_KEYS.value(data, "check_timeout")),
+        # one key for both modes' rolls (declared with the host-mode keys)
+        roll_timeout=int(host_mode.HOST_KEYS.value(data, "roll_timeout")),
     )
 
 
@@ -196,7 +200,15 @@ def deploy_services(
         **{**entry.settings.__dict__, "image": app_image.ref, "epmd": app_image.epmd}
     )
     agent = AgentSettings(**{**settings.agent.__dict__, "image": agent_image})
-    app_service(settings=app, cookie_secret=secret, wait_rollout=wait_rollout)
+    gate = MeshGate(
+        app=app.name,
+        basename=app.basename,
+        network=app.network,
+        agent=agent_name(app),
+        cookie_file=COOKIE_MOUNT_PATH,
+        timeout=settings.roll_timeout,
+    )
+    app_service(settings=app, cookie_secret=secret, wait_rollout=wait_rollout, gate=gate)
     agent_service(app=app, agent=agent, cookie_secret=secret)
 
 

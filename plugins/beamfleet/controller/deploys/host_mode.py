@@ -188,8 +188,9 @@ HOST_KEYS = KeyTable(
         KeySpec(
             "roll_timeout",
             (int,),
-            "host mode: seconds a restarted node has to be back in the complete mesh "
-            "(and the mesh to be complete before a roll) before the roll stops",
+            "seconds a replaced node (a Swarm task, or a host's node) has to be in the "
+            "complete mesh (and the mesh to be complete before a roll) before the roll "
+            "stops and puts the previous version back",
             120,
             positive,
         ),

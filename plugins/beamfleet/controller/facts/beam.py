@@ -61,16 +61,13 @@ class MeshReport(FactBase[dict[str, Any]]):
         cookie_file: str,
         timeout: float,
     ) -> str:
-        cfg = {
-            "app": app,
-            "basename": basename,
-            "network": network,
-            "agent": agent,
-            "cookie_file": cookie_file,
-            "timeout": timeout,
-        }
-        return shlex.join(
-            ["python3", "-c", _asset("mesh_check.py"), json.dumps(cfg), _asset("mesh_probe.py")]
+        return mesh_check_command(
+            app=app,
+            basename=basename,
+            network=network,
+            agent=agent,
+            cookie_file=cookie_file,
+            timeout=timeout,
         )
 
     @override
@@ -82,6 +79,24 @@ class MeshReport(FactBase[dict[str, Any]]):
     def process(self, output: list[str]) -> dict[str, Any]:
         report: dict[str, Any] = json.loads(output[-1])
         return report
+
+
+def mesh_check_command(
+    *, app: str, basename: str, network: str, agent: str, cookie_file: str, timeout: float
+) -> str:
+    """The shell command behind :class:`MeshReport` (also the gate of a Swarm roll): its
+    last line of output is the JSON report."""
+    cfg = {
+        "app": app,
+        "basename": basename,
+        "network": network,
+        "agent": agent,
+        "cookie_file": cookie_file,
+        "timeout": timeout,
+    }
+    return shlex.join(
+        ["python3", "-c", _asset("mesh_check.py"), json.dumps(cfg), _asset("mesh_probe.py")]
+    )
 
 
 def render_mesh(report: dict[str, Any]) -> str:

@@ -36,10 +36,12 @@ from pyinfra.api.operation import operation
 from pyinfra.api.state import State
 from pyinfra.context import host
 
+from beamfleet.controller import swarm_roll
 from beamfleet.controller.facts.services import SwarmServices
 from beamfleet.controller.facts.swarm import SwarmNetworks
 from beamfleet.controller.operations.engine_api import engine_api_command, run_with_secret_stdin
 from beamfleet.controller.spec_drift import spec_drift
+from beamfleet.controller.swarm_roll import MeshGate
 
 LABEL_SPEC_HASH = "io.beamfleet.spec-hash"
 SECOND = 1_000_000_000  # the Engine API counts durations in nanoseconds
@@ -96,7 +98,9 @@ def _validate(spec: Mapping[str, Any]) -> None:
 
 @operation()
 def service(
-    spec: Mapping[str, Any], wait_rollout: float | None = None
+    spec: Mapping[str, Any],
+    wait_rollout: float | None = None,
+    gate: MeshGate | None = None,
 ) -> Generator[StringCommand | FunctionCommand, None, None]:
     """
     Ensure a swarm service runs with exactly ``spec`` (run on a manager).
@@ -106,11 +110,15 @@ def service(
       given by ``SecretName`` (their IDs are looked up on the manager)
     + wait_rollout: after an update, wait up to this many seconds for the rolling update
       to complete, and fail if it was rolled back or paused (default: do not wait)
+    + gate: for a BEAM application, the mesh its nodes form: a change of the task
+      template then rolls one task at a time, each new node in the complete mesh before
+      the next starts, and puts the previous spec back when one does not join
+      (:mod:`beamfleet.controller.swarm_roll`)
 
     No change when the running service has every field of ``spec`` as given (fields the
     engine adds are ignored); a field changed by hand is put back. Otherwise one create
     or update call; whether tasks restart is then the engine's rule (only when the task
-    template changed, rolling per ``UpdateConfig``).
+    template changed, rolling per ``UpdateConfig``), or, with ``gate``, the gated roll.
 
     **Example:**
 
@@ -126,6 +134,7 @@ def service(
     desired = with_spec_hash(spec)
     name = str(spec["Name"])
     current = host.get_fact(SwarmServices).get(name)
+    drift: list[str] = []
     if current is not None:
         live = current.get("Spec") or {}
         drift = spec_drift(desired, live, network_names(host.get_fact(SwarmNetworks)))
@@ -139,6 +148,16 @@ def service(
                 f"({', '.join(drift[:6])}{', ...' if len(drift) > 6 else ''}): "
                 "putting its spec back"
             )
+    if gate is not None and current is not None:
+        live = current.get("Spec") or {}
+        networks = network_names(host.get_fact(SwarmNetworks))
+        template_drift = [d for d in drift if d.startswith("TaskTemplate")]
+        if template_drift or swarm_roll.is_held(live):
+            reason = swarm_roll.ungated_reason(desired, live)
+            if reason is None:
+                yield swarm_roll.gated_roll_command(desired, dict(live), gate, networks)
+                return
+            logger.warning(f"{host.name}: service {name} rolls without the mesh gate: {reason}")
     yield apply_service_command(desired)
     if wait_rollout is not None and current is not None:
         yield engine_api_command("wait-rollout", name, f"{wait_rollout:g}")
