@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.lab.conftest import ROOT, LabHandle, lab_fixture, run_pyinfra, wait_until
+from tests.support.mesh_watch import lasting_gaps, offending_samples
 
 pytestmark = pytest.mark.lab
 
@@ -143,11 +144,16 @@ def test_release_image_unmodified(lab: LabHandle, kind: str) -> None:
     assert 0 < layer < LAYER_MAX_BYTES, layer
 
 
-def apps_inventory(lab: LabHandle, env: dict[str, dict[str, str]] | None = None) -> Path:
-    """The four applications above as one inventory (`apps`), each as it was deployed."""
+def apps_inventory(
+    lab: LabHandle,
+    env: dict[str, dict[str, str]] | None = None,
+    images: dict[str, str] | None = None,
+) -> Path:
+    """The four applications above as one inventory (`apps`), each as it was deployed
+    (``images``: other images for some)."""
     apps = {
         app: {
-            "image": f"beamfleet-imgtest-{kind}:latest",
+            "image": (images or {}).get(app, f"beamfleet-imgtest-{kind}:latest"),
             "subnet": subnet,
             "replicas": REPLICAS,
             "user_id": 10001,
@@ -209,7 +215,7 @@ def test_the_four_as_applications_of_one_inventory(lab: LabHandle) -> None:
 
     before = {app: task_history(lab, app) for app, _, _ in KINDS.values()}
     rolled = "imgerl"
-    changed = run_pyinfra(apps_inventory(lab, env={rolled: {"RELEASE": "2"}}), "deploys/cluster.py")
+    changed = run_pyinfra(apps_inventory(lab, env=LATER_ENV), "deploys/cluster.py")
     lab.runs.append(changed)
     assert changed.ok, changed.output
     after = {app: task_history(lab, app) for app, _, _ in KINDS.values()}
@@ -218,5 +224,122 @@ def test_the_four_as_applications_of_one_inventory(lab: LabHandle) -> None:
             assert after[app] > tasks, "the changed application did not roll"
         else:
             assert after[app] == tasks, f"{app} was touched"
-    check = run_pyinfra(apps_inventory(lab, env={rolled: {"RELEASE": "2"}}), "deploys/check.py")
+    check = run_pyinfra(apps_inventory(lab, env=LATER_ENV), "deploys/check.py")
     assert check.ok, check.output
+
+
+# From the test above on, imgerl runs with this environment.
+LATER_ENV = {"imgerl": {"RELEASE": "2"}}
+ROLLED = "imgmix"  # the application whose image changes below
+ROLLED_NETWORK = "beamfleet-imgmix"
+WATCHER = Path(__file__).with_name("swarm_watcher.py")
+
+
+class SwarmWatcher:
+    """Samples ROLLED's mesh on the manager (``swarm_watcher.py``, in the background)
+    while the ``with`` block runs."""
+
+    def __init__(self, lab: LabHandle) -> None:
+        self.lab = lab
+        self.samples: list[dict[str, list[str]]] = []
+
+    def __enter__(self) -> SwarmWatcher:
+        agent = self.lab.ssh(
+            MANAGER,
+            f"docker ps -q --filter label=com.docker.swarm.service.name={ROLLED}-agent",
+        ).split()[0]
+        self.lab.ssh(
+            MANAGER,
+            f"cat > /root/watch.py <<'EOF'\n{WATCHER.read_text()}\nEOF\n"
+            "rm -f /root/watch-stop /root/watch.log; "
+            f"nohup python3 /root/watch.py {ROLLED} {ROLLED_NETWORK} {agent} {ROLLED} "
+            "> /root/watch.log 2>&1 < /dev/null &",
+        )
+        wait_until(
+            lambda: bool(self.lab.ssh(MANAGER, "cat /root/watch.log").strip()),
+            30,
+            "the watcher's first sample",
+        )
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.lab.ssh(MANAGER, "touch /root/watch-stop")
+        wait_until(
+            lambda: not self.lab.ssh(MANAGER, "pgrep -f /root/watch.py || true").strip(),
+            30,
+            "the watcher to stop",
+        )
+        for line in self.lab.ssh(MANAGER, "cat /root/watch.log").splitlines():
+            self.samples.append(json.loads(line)["missing"])
+
+
+def version_image(tmp_path: Path, tag: str, dockerfile_tail: str) -> str:
+    """A new version of the mix image: its image with ``dockerfile_tail`` on top."""
+    (tmp_path / "VERSION").write_text(f"{tag}\n")
+    (tmp_path / "Dockerfile").write_text("FROM beamfleet-imgtest-mix:latest\n" + dockerfile_tail)
+    ref = f"beamfleet-imgtest-mix:{tag}"
+    subprocess.run(
+        ["docker", "build", "-q", "-t", ref, str(tmp_path)],
+        check=True, capture_output=True, timeout=300,
+    )  # fmt: skip
+    return ref
+
+
+def service_image(lab: LabHandle, app: str) -> str:
+    fmt = "'{{.Spec.TaskTemplate.ContainerSpec.Image}}'"
+    return lab.ssh(MANAGER, f"docker service inspect --format {fmt} {app}").strip()
+
+
+def test_a_new_image_rolls_one_task_at_a_time_each_in_the_mesh(
+    lab: LabHandle, tmp_path: Path
+) -> None:
+    """Changing one application's image in the inventory rolls it, gated on the mesh: a
+    watcher sampling every second sees no node but the replaced one miss a peer, and no
+    gap lasting two samples; the other applications keep their tasks."""
+    new = version_image(tmp_path, "v2", "COPY VERSION /VERSION\n")
+    before = {app: task_history(lab, app) for app, _, _ in KINDS.values()}
+    old_image = service_image(lab, ROLLED)
+    with SwarmWatcher(lab) as watcher:
+        run = run_pyinfra(
+            apps_inventory(lab, env=LATER_ENV, images={ROLLED: new}), "deploys/cluster.py"
+        )
+        lab.runs.append(run)
+    assert run.ok, run.output
+    assert f"{ROLLED}: rolled {REPLICAS} tasks, each gated on the mesh" in run.output, run.output
+    for step in range(1, REPLICAS + 1):
+        assert f"{ROLLED}: {step}/{REPLICAS} replaced: {ROLLED}@10.234.40." in run.output
+    assert service_image(lab, ROLLED) != old_image
+    for app, tasks in before.items():
+        if app != ROLLED:
+            assert task_history(lab, app) == tasks, f"{app} was touched"
+    assert len(watcher.samples) >= 5, "the watcher took too few samples"
+    assert offending_samples(watcher.samples) == [], watcher.samples
+    assert lasting_gaps(watcher.samples) == [], watcher.samples
+    assert watcher.samples[-1] == {}, "the mesh is not complete after the roll"
+    print(f"gated roll of {REPLICAS} tasks: {run.seconds:.1f} s, {len(watcher.samples)} samples")
+
+
+def test_a_version_that_cannot_join_is_rolled_back_and_the_run_fails(
+    lab: LabHandle, tmp_path: Path
+) -> None:
+    """A version whose node starts (its healthcheck passes) but cannot join (another
+    cookie): the roll stops at its first node, puts the previous version back, and the
+    run fails naming the node and what it saw."""
+    good = service_image(lab, ROLLED)
+    bad = version_image(tmp_path, "cannot-join", 'ENV ERL_AFLAGS="-setcookie not-this-one"\n')
+    run = run_pyinfra(
+        apps_inventory(lab, env=LATER_ENV, images={ROLLED: bad}),
+        "deploys/cluster.py", "--data", "roll_timeout=20",
+    )  # fmt: skip
+    lab.runs.append(run)
+    assert not run.ok
+    failed = re.findall(
+        rf"({ROLLED}@10\.234\.40\.\d+) \(slot \d+ on host\d\) did not join the complete mesh "
+        r"within 20 s",
+        run.output,
+    )
+    assert len(failed) == 1, run.output[-4000:]
+    assert f"{failed[0]} could not be asked: AuthenticationFailed" in run.output
+    assert "the cookies differ" in run.output
+    assert f"{ROLLED}: rolled back: the previous version is in the complete mesh" in run.output
+    assert service_image(lab, ROLLED) == good
