@@ -20,6 +20,9 @@ For comparison, Ansible community.docker on such hosts: 32 s cold, 8 s unchanged
                  host at a time behind the mesh gate (seconds per host), every host rebooted
                  by deploys/maintenance.py one at a time (seconds per host)
   cluster-maintenance  the Swarm workers drained, rebooted and brought back one at a time
+  cluster-roll   a new version of the demo (its image plus one small layer) rolled over the
+                 6 tasks, one at a time, each new node in the complete mesh before the next
+                 (seconds in all and per task, as cluster.py prints them)
 
 Extending: append a Phase to PHASES (e.g. the cluster deploy's phases); each gets the
 Bench context (lab handle, `bench.pyinfra(deploy, *args)`) and returns a PhaseResult.
@@ -32,6 +35,8 @@ from __future__ import annotations
 import argparse
 import atexit
 import json
+import re
+import statistics
 import subprocess
 import sys
 import time
@@ -64,6 +69,8 @@ class PhaseResult:
 class Bench:
     lab: Lab
     extra: tuple[str, ...] = ()  # pyinfra arguments every run of this bench adds
+    app_image: str = ""  # the demo's image, as built before the cluster phases
+    last_stderr: str = ""  # what the last run printed besides its JSON
 
     def pyinfra(self, deploy: str, *args: str) -> tuple[float, dict[str, Any]]:
         """Run ``pyinfra -y --json`` on the lab; (seconds, parsed json). Exits on failure."""
@@ -73,6 +80,7 @@ class Bench:
             argv, cwd=ROOT, capture_output=True, text=True, timeout=900, check=False
         )
         seconds = time.monotonic() - start
+        self.last_stderr = proc.stderr
         if proc.returncode != 0:
             sys.exit(f"{' '.join(argv)} failed:\n{proc.stderr[-3000:]}")
         return seconds, json.loads(proc.stdout)
@@ -112,10 +120,12 @@ def _cluster(bench: Bench) -> Bench:
         lab.down()
         lab.up(hosts=3, managers=1)
         atexit.register(lab.down)
-        images.build(images.APP_REPO_DEFAULT, images.app_context(ROOT / "examples" / "demo"))
+        app = images.build(images.APP_REPO_DEFAULT, images.app_context(ROOT / "examples" / "demo"))
         agent = images.build(images.AGENT_REPO, images.agent_context())
         # pinned: the source tree may be edited while the benchmark runs
-        _cluster_bench.append(Bench(lab, extra=("--data", f"agent_image={agent.ref}")))
+        _cluster_bench.append(
+            Bench(lab, extra=("--data", f"agent_image={agent.ref}"), app_image=app.ref)
+        )
     return _cluster_bench[0]
 
 
@@ -243,6 +253,34 @@ def cluster_maintenance(bench: Bench) -> PhaseResult:
     )
 
 
+def cluster_roll(bench: Bench) -> PhaseResult:
+    b = _cluster(bench)
+    context = b.lab.root / "roll-v2"
+    context.mkdir(parents=True, exist_ok=True)
+    (context / "VERSION").write_text("v2\n")
+    (context / "Dockerfile").write_text(f"FROM {b.app_image}\nCOPY VERSION /VERSION\n")
+    v2 = "beamfleet-demo-bench:v2"
+    subprocess.run(["docker", "build", "-q", "-t", v2, str(context)], check=True, timeout=600)
+    seconds, payload = b.pyinfra(
+        "deploys/cluster.py", *b.extra, "--data", "app_replicas=6", "--data", f"app_image={v2}"
+    )
+    steps = [
+        float(s) for s in re.findall(r"demo: \d+/\d+ replaced: .* \(([\d.]+) s\)", b.last_stderr)
+    ]
+    rolled = re.search(
+        r"demo: rolled (\d+) tasks, each gated on the mesh, in ([\d.]+) s", b.last_stderr
+    )
+    if not rolled or not steps:
+        sys.exit(f"cluster-roll: no gated roll in the output:\n{b.last_stderr[-3000:]}")
+    return PhaseResult(
+        seconds,
+        changes(payload),
+        note=f"{rolled.group(1)} tasks rolled in {rolled.group(2)} s: per task "
+        f"{min(steps):.1f}/{statistics.median(steps):.1f}/{max(steps):.1f} s (min/median/max); "
+        "the rest of cluster.py's run is images and checks",
+    )
+
+
 def host_roll(bench: Bench) -> PhaseResult:
     b, _, v2 = _host(bench)
     hosts = len(b.lab.load().hosts)
@@ -267,6 +305,7 @@ PHASES: list[Phase] = [
     Phase("cluster-scale", cluster_scale, "3 -> 6 nodes to a complete mesh (-)"),
     Phase("cluster-add-host", cluster_add_host, "<= 90 s to a complete mesh"),
     Phase("cluster-maintenance", cluster_maintenance, "workers one at a time (-)"),
+    Phase("cluster-roll", cluster_roll, "6 tasks, each in the complete mesh before the next"),
     Phase("host-cold", host_cold, "3 bare hosts to a complete mesh (-)"),
     Phase("host-rerun", host_rerun, "<= 4 s, 0 changes"),
     Phase("host-add-host", host_add_host, "<= 30 s to a complete mesh"),

@@ -289,9 +289,10 @@ def rollout() -> None:
     The inventory is the truth: change an application's image (``app_image``, or
     ``apps.NAME.image``), build, environment, limits or replicas there, then run this (or
     ``cluster.py``, which also provisions the swarm). Only the applications whose service
-    changed roll, one task at a time (start-first), rolling back by themselves when new
-    tasks fail; this waits for each and fails on a rollback. ``--data app=NAME``: that
-    application only.
+    changed roll, one task at a time, each new node in the complete mesh before the next
+    (:mod:`beamfleet.controller.swarm_roll`); a node that does not join puts the previous
+    version back and fails the run. A new cookie rolls the Swarm way, and this waits for
+    it. ``--data app=NAME``: that application only.
     """
     # a one-off `--data image=...` is refused by the validation (unknown key: it would
     # leave the inventory and the cluster disagreeing); set `app_image` instead
