@@ -250,6 +250,8 @@ class _Roll:
     previous: dict[str, Any]
     gate: MeshGate
     networks: dict[str, str]
+    # What a task must have to count as replaced (default: the desired task template).
+    match: Mapping[str, Any] | None = None
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
 
@@ -298,6 +300,8 @@ class _Roll:
 
     @property
     def template(self) -> Mapping[str, Any]:
+        if self.match is not None:
+            return self.match
         return self.desired.get("TaskTemplate") or {}
 
     @property
@@ -398,13 +402,15 @@ def run_gated_roll(
     previous: dict[str, Any],
     gate: MeshGate,
     networks: dict[str, str],
+    match: Mapping[str, Any] | None = None,
 ) -> bool:
     """Execution-time half of the gated roll (a ``FunctionCommand`` on the acting manager).
 
-    Returns False (the operation fails) when the roll did not complete; then the previous
-    spec runs again, unless the roll never started.
+    ``match``: the task fields that mark a replaced task (default: all of the desired
+    task template). Returns False (the operation fails) when the roll did not complete;
+    then the previous spec runs again, unless the roll never started.
     """
-    roll = _Roll(host, desired, previous, gate, networks)
+    roll = _Roll(host, desired, previous, gate, networks, match=match)
     try:
         roll.run()
     except _NotStarted as exc:
@@ -414,6 +420,40 @@ def run_gated_roll(
         roll.roll_back(str(exc))
         return False
     return True
+
+
+def run_rebalance(
+    state: State, host: Host, *, name: str, gate: MeshGate, networks: dict[str, str]
+) -> bool:
+    """Execution-time half of a rebalance: every task of ``name`` replaced through the
+    gated roll (``TaskTemplate.ForceUpdate`` + 1), so the scheduler places each again.
+
+    The spec is read when this runs (not when the deploy was planned): an update of the
+    same service earlier in the run is kept.
+    """
+    ok, output = host.run_shell_command(
+        engine_api_command("get", f"/services/{urllib.parse.quote(name)}"),
+        print_output=False,
+        print_input=False,
+    )
+    if not ok:
+        host.log_styled(f"{name}: {' '.join(output.stderr_lines)}", fg="red")
+        return False
+    live = json.loads(output.stdout_lines[-1])["Spec"]
+    desired = copy.deepcopy(live)
+    template = desired.setdefault("TaskTemplate", {})
+    template["ForceUpdate"] = int(template.get("ForceUpdate") or 0) + 1
+    # A task is replaced when it has the new ForceUpdate (the engine's answer has fields,
+    # such as Runtime, that its tasks' specs do not repeat).
+    return run_gated_roll(
+        state, host, desired=desired, previous=live, gate=gate, networks=networks,
+        match={"ForceUpdate": template["ForceUpdate"]},
+    )  # fmt: skip
+
+
+def rebalance_command(name: str, gate: MeshGate, networks: dict[str, str]) -> FunctionCommand:
+    """The command that replaces every task of ``name`` through the gated roll."""
+    return FunctionCommand(run_rebalance, (), {"name": name, "gate": gate, "networks": networks})
 
 
 def gated_roll_command(

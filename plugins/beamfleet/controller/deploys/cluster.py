@@ -183,6 +183,18 @@ def resolve_images(settings: ClusterSettings) -> tuple[list[images.Image], image
     return apps, agent
 
 
+def mesh_gate(settings: ClusterSettings, app: AppSettings) -> MeshGate:
+    """The mesh an application's rolls wait on (looked at from its agent on the manager)."""
+    return MeshGate(
+        app=app.name,
+        basename=app.basename,
+        network=app.network,
+        agent=agent_name(app),
+        cookie_file=COOKIE_MOUNT_PATH,
+        timeout=settings.roll_timeout,
+    )
+
+
 def deploy_services(
     settings: ClusterSettings,
     entry: AppEntry,
@@ -196,19 +208,14 @@ def deploy_services(
         rotate=settings.rotate_cookie,
         cookie_file=entry.cookie_file or settings.cookie_file,
     )
-    app = AppSettings(
-        **{**entry.settings.__dict__, "image": app_image.ref, "epmd": app_image.epmd}
-    )
+    app = AppSettings(**{**entry.settings.__dict__, "image": app_image.ref, "epmd": app_image.epmd})
     agent = AgentSettings(**{**settings.agent.__dict__, "image": agent_image})
-    gate = MeshGate(
-        app=app.name,
-        basename=app.basename,
-        network=app.network,
-        agent=agent_name(app),
-        cookie_file=COOKIE_MOUNT_PATH,
-        timeout=settings.roll_timeout,
+    app_service(
+        settings=app,
+        cookie_secret=secret,
+        wait_rollout=wait_rollout,
+        gate=mesh_gate(settings, app),
     )
-    app_service(settings=app, cookie_secret=secret, wait_rollout=wait_rollout, gate=gate)
     agent_service(app=app, agent=agent, cookie_secret=secret)
 
 
@@ -230,6 +237,7 @@ def cluster() -> None:
                 services.rebalanced(
                     name=f"Rebalance {entry.settings.name} over every host",
                     service_name=entry.settings.name,
+                    gate=mesh_gate(settings, entry.settings),
                 )
 
 

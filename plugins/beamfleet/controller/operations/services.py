@@ -203,23 +203,22 @@ def absent(service_name: str) -> Generator[StringCommand, None, None]:
 
 
 @operation(is_idempotent=False)
-def rebalanced(service_name: str, timeout: int = 600) -> Generator[StringCommand, None, None]:
+def rebalanced(service_name: str, gate: MeshGate) -> Generator[FunctionCommand, None, None]:
     """
-    Replace every task of ``service_name``, one at a time per its ``UpdateConfig``, so the
-    scheduler places them over every host again (Swarm does not move running tasks by
-    itself when hosts are added or come back). Waits until the service has converged; fails
-    when the swarm paused or rolled back the update.
+    Replace every task of ``service_name`` through the gated roll, one at a time, each
+    new node in the complete mesh before the next, so the scheduler places them over every
+    host again (Swarm does not move running tasks by itself when hosts are added or come
+    back). Fails, with the previous tasks back, when a new node does not join.
 
     + service_name: the service
-    + timeout: seconds the roll may take
+    + gate: its mesh (:class:`beamfleet.controller.swarm_roll.MeshGate`)
 
     **Example:**
 
     .. code:: python
 
-        services.rebalanced(service_name="demo")
+        services.rebalanced(service_name="demo", gate=MeshGate(...))
     """
-    yield StringCommand(
-        "timeout", str(timeout), "docker", "service", "update", "--force", "--quiet",
-        shlex.quote(service_name), ">/dev/null",
-    )  # fmt: skip
+    yield swarm_roll.rebalance_command(
+        service_name, gate, network_names(host.get_fact(SwarmNetworks))
+    )
