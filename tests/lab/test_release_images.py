@@ -265,7 +265,9 @@ class SwarmWatcher:
     def __exit__(self, *exc: object) -> None:
         self.lab.ssh(MANAGER, "touch /root/watch-stop")
         wait_until(
-            lambda: not self.lab.ssh(MANAGER, "pgrep -f /root/watch.py || true").strip(),
+            lambda: (
+                not self.lab.ssh(MANAGER, "pgrep -f 'python3 /root/watch[.]py' || true").strip()
+            ),
             30,
             "the watcher to stop",
         )
