@@ -9,7 +9,10 @@ Starts one real erl node (private EPMD, random cookie in a 0400 file) and prints
 - the same call by spawning ``erl_call`` (what a shell script would do), per call,
   next to ours on an open connection (alternating rounds, so both see the same load),
   ours with 64 in flight, and ours with connect+call+close each time;
-- RSS of this process with 100 open connections (VmRSS from /proc/self/status).
+- RSS of this process with 100 open connections (VmRSS from /proc/self/status);
+- the same connect and sequential/in-flight RPC figures over TLS distribution, against
+  an OTP 25 node started with ``-proto_dist inet_tls`` (throw-away CA and certificates;
+  OTP 25 because it is the runtime here that has the ssl application), next to TCP.
 Targets: handshake p50 <= 5 ms; >= 5,000 RPC/s with 64 in flight; per call
 >= 20x faster than erl_call; 100 connections <= 50 MB RSS.
 """
@@ -20,18 +23,21 @@ import argparse
 import asyncio
 import gc
 import platform
+import ssl
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.support.erlang import Epmd, ErlNode, runtime, start_node  # noqa: E402
+from tests.support.erlang import Epmd, ErlNode, NodeTls, runtime, start_node  # noqa: E402
+from tests.support.tls_certs import make_pki  # noqa: E402
 
-from beamfleet.runtime.erlang_dist import Atom, connect  # noqa: E402
+from beamfleet.runtime.erlang_dist import Atom, TlsConfig, connect  # noqa: E402
 
 CONNECTS = 200
 SEQ_CALLS = 3000
@@ -149,6 +155,58 @@ async def bench(node: ErlNode) -> list[tuple[str, str, str, bool | None]]:
     return rows
 
 
+async def bench_tls(node: ErlNode, tcp: dict[str, float],
+                    context: ssl.SSLContext) -> list[tuple[str, str, str, bool | None]]:
+    """Connect and RPC figures over TLS, with the TCP ones of this run beside them."""
+    rows: list[tuple[str, str, str, bool | None]] = []
+    cookie, port = node.cookie, node.epmd_port
+    for _ in range(5):
+        async with connect(node.name, cookie, epmd_port=port, tls=context) as conn:
+            await conn.rpc("erlang", "abs", [-1])
+    lat = []
+    for _ in range(CONNECTS):
+        t0 = time.perf_counter()
+        conn = await connect(node.name, cookie, epmd_port=port, tls=context)
+        lat.append((time.perf_counter() - t0) * 1000)
+        await conn.close()
+    p50, p95 = pct(lat, 0.5), pct(lat, 0.95)
+    rows.append((f"TLS connect p50 ({CONNECTS} connects)", f"{p50:.2f} ms",
+                 f"TCP {tcp['connect_p50']:.2f} ms", None))
+    rows.append(("TLS connect p95", f"{p95:.2f} ms", f"TCP {tcp['connect_p95']:.2f} ms", None))
+    async with connect(node.name, cookie, epmd_port=port, tls=context) as conn:
+        t0 = time.perf_counter()
+        for _ in range(SEQ_CALLS):
+            assert await conn.rpc("erlang", "abs", [-1]) == 1
+        seq_rate = SEQ_CALLS / (time.perf_counter() - t0)
+        rows.append((f"TLS RPC sequential ({SEQ_CALLS} calls)", f"{seq_rate:,.0f} RPC/s",
+                     f"TCP {tcp['seq_rate']:,.0f} RPC/s", None))
+        remaining = PAR_CALLS
+
+        async def worker() -> None:
+            nonlocal remaining
+            while remaining > 0:
+                remaining -= 1
+                assert await conn.rpc("erlang", "abs", [-1]) == 1
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(IN_FLIGHT)))
+        par_rate = PAR_CALLS / (time.perf_counter() - t0)
+        rows.append((f"TLS RPC {IN_FLIGHT} in flight ({PAR_CALLS} calls)",
+                     f"{par_rate:,.0f} RPC/s", f"TCP {tcp['par_rate']:,.0f} RPC/s", None))
+        assert conn.tls_version == "TLSv1.3"
+    return rows
+
+
+def tcp_figures(rows: list[tuple[str, str, str, bool | None]]) -> dict[str, float]:
+    """The TCP connect and RPC figures of this run, read back from its rows."""
+    def number(prefix: str) -> float:
+        value = next(r[1] for r in rows if r[0].startswith(prefix))
+        return float(value.split()[0].replace(",", ""))
+
+    return {"connect_p50": number("connect p50"), "connect_p95": number("connect p95"),
+            "seq_rate": number("RPC sequential"), "par_rate": number(f"RPC {IN_FLIGHT} in")}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runtime", choices=["otp25", "otp28"], default="otp25")
@@ -156,10 +214,20 @@ def main() -> int:
     rt = runtime(args.runtime)
     epmd = Epmd.start()
     node = start_node(rt, epmd=epmd)
+    tls_node: ErlNode | None = None
     try:
         rows = asyncio.run(bench(node))
+        node.stop()
+        with tempfile.TemporaryDirectory(prefix="beamfleet-bench-pki-") as tmp:
+            pki = make_pki(Path(tmp))
+            tls_node = start_node(runtime("otp25"), epmd=epmd,
+                                  tls=NodeTls(pki.node.cert, pki.node.key, pki.ca.cert))
+            context = TlsConfig(pki.client.cert, pki.client.key, pki.ca.cert).client_context()
+            rows += asyncio.run(bench_tls(tls_node, tcp_figures(rows), context))
     finally:
         node.stop()
+        if tls_node is not None:
+            tls_node.stop()
         epmd.stop()
     print(f"dist_rpc: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
           f"OTP {rt.release} node on loopback, Python {platform.python_version()}, "

@@ -12,6 +12,11 @@ Small API (reused by the dist and the discovery-agent suites)::
 - Cookies never go on a command line: each node gets its own temporary HOME holding a
   0400 ``.erlang.cookie``; ``erl_call`` is run with that HOME too.
 - ``host="::1"`` gives an IPv6 node (``-proto_dist inet6_tcp`` is added).
+- ``tls=NodeTls(cert, key, ca)`` starts the node with TLS distribution (``-proto_dist
+  inet_tls``, IPv4) from an ``-ssl_dist_optfile`` written to its HOME: TLS 1.3 only, the
+  peer's certificate verified against ``ca`` both ways, a client certificate required.
+  ``erl_call`` cannot reach such a node. ``rt.has_app("ssl")`` says whether a runtime
+  can do this at all.
 - ``netns="NAME"`` runs the node (and its private EPMD) via ``ip netns exec NAME``;
   the caller owns the namespace. A node in a namespace without an explicit ``epmd``
   gets a private EPMD of its own that is stopped with it.
@@ -49,6 +54,15 @@ class ErlRuntime:
     erl: str
     erl_call: str
     epmd: str
+
+    def has_app(self, app: str) -> bool:
+        """Whether this installation has the OTP application ``app`` (e.g. ``"ssl"``)."""
+        out = subprocess.run(
+            [self.erl, "-noshell", "-eval",
+             f"io:format(\"~p\", [code:lib_dir({app})]), halt()."],
+            capture_output=True, text=True, timeout=60, check=True,
+        )
+        return not out.stdout.startswith("{error")
 
     @property
     def release(self) -> str:
@@ -206,6 +220,23 @@ class Epmd:
         _kill_group(self.proc)
 
 
+@dataclass(frozen=True)
+class NodeTls:
+    """A node's TLS distribution files: its certificate and key, and the CA it trusts."""
+
+    cert: Path
+    key: Path
+    ca: Path
+
+    def optfile(self) -> str:
+        """The ``-ssl_dist_optfile`` terms: verify the peer both ways, TLS 1.3 only."""
+        common = (f'{{certfile, "{self.cert}"}}, {{keyfile, "{self.key}"}}, '
+                  f'{{cacertfile, "{self.ca}"}}, {{verify, verify_peer}}, '
+                  f"{{versions, ['tlsv1.3']}}")
+        return (f"[{{server, [{common}, {{fail_if_no_peer_cert, true}}]}},\n"
+                f" {{client, [{common}]}}].\n")
+
+
 @dataclass
 class ErlNode:
     """A running ``erl -name`` node started by :func:`start_node`."""
@@ -278,6 +309,7 @@ def start_node(
     netns: str | None = None,
     extra_args: Sequence[str] = (),
     timeout: float = 30.0,
+    tls: NodeTls | None = None,
 ) -> ErlNode:
     """Start ``erl -name ALIVE@HOST -noinput`` and wait until it is registered and up.
 
@@ -291,6 +323,7 @@ def start_node(
         netns: run inside this existing network namespace.
         extra_args: more ``erl`` arguments, e.g. ``["-kernel", "net_ticktime", "4"]``.
         timeout: seconds to wait for readiness before failing with the node's log.
+        tls: start with TLS distribution using these files (IPv4 only).
     """
     alive = alive or random_alive()
     cookie = cookie or random_cookie()
@@ -309,7 +342,13 @@ def start_node(
     env = {**os.environ, "HOME": str(home), "ERL_EPMD_PORT": str(port),
            "BEAMFLEET_TEST_READY": str(ready)}
     args = [*_netns_prefix(netns), rt.erl, "-name", f"{alive}@{host}", "-noinput"]
-    if ":" in host:
+    if tls is not None:
+        if ":" in host:
+            raise ValueError("TLS test nodes are IPv4 only")
+        optfile = home / "ssl_dist.conf"
+        optfile.write_text(tls.optfile())
+        args += ["-proto_dist", "inet_tls", "-ssl_dist_optfile", str(optfile)]
+    elif ":" in host:
         args += ["-proto_dist", "inet6_tcp"]
     args += list(extra_args)
     args += ["-eval",

@@ -16,13 +16,16 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from beamfleet.runtime.constants import EPMD_PORT
-from beamfleet.runtime.erlang_dist import DistError, connect
+from beamfleet.runtime.erlang_dist import DistError, TlsConfig, connect
+
+Tls = TlsConfig | ssl.SSLContext | None
 
 # The identity a gate connects as (a hidden node: never in anybody's nodes()).
 IDENTITY = "mesh"
@@ -84,12 +87,15 @@ class MeshView:
 
 
 async def ask(
-    node: str, cookie: str, *, timeout: float = 3.0, epmd_port: int = EPMD_PORT
+    node: str, cookie: str, *, timeout: float = 3.0, epmd_port: int = EPMD_PORT, tls: Tls = None
 ) -> NodeView:
-    """``node``'s visible peers, or the reason it could not be asked."""
+    """``node``'s visible peers, or the reason it could not be asked.
+
+    ``tls``: for nodes using TLS distribution (see ``erlang_dist.connect``).
+    """
     try:
         async with connect(
-            node, cookie, timeout=timeout, epmd_port=epmd_port, identity=IDENTITY
+            node, cookie, timeout=timeout, epmd_port=epmd_port, identity=IDENTITY, tls=tls
         ) as conn:
             peers = await conn.nodes("visible")
     except (DistError, OSError) as exc:
@@ -98,12 +104,17 @@ async def ask(
 
 
 async def look(
-    nodes: Sequence[str], cookie: str, *, timeout: float = 3.0, epmd_port: int = EPMD_PORT
+    nodes: Sequence[str],
+    cookie: str,
+    *,
+    timeout: float = 3.0,
+    epmd_port: int = EPMD_PORT,
+    tls: Tls = None,
 ) -> MeshView:
     """Ask every node at once; one :class:`MeshView`."""
     expected = tuple(dict.fromkeys(nodes))
     answers = await asyncio.gather(
-        *(ask(n, cookie, timeout=timeout, epmd_port=epmd_port) for n in expected)
+        *(ask(n, cookie, timeout=timeout, epmd_port=epmd_port, tls=tls) for n in expected)
     )
     return MeshView(expected, dict(zip(expected, answers, strict=True)))
 
@@ -116,15 +127,18 @@ async def wait_for_mesh(
     interval: float = 1.0,
     connect_timeout: float = 3.0,
     epmd_port: int = EPMD_PORT,
+    tls: Tls = None,
 ) -> tuple[MeshView, float]:
     """Look until the mesh is complete or ``timeout`` seconds pass.
 
     Returns the last view and the seconds waited (the view says whether it is complete).
+    ``tls``: for nodes using TLS distribution; pass an ``ssl.SSLContext`` to load the
+    files once rather than on every look.
     """
     start = time.monotonic()
     deadline = start + timeout
     while True:
-        view = await look(nodes, cookie, timeout=connect_timeout, epmd_port=epmd_port)
+        view = await look(nodes, cookie, timeout=connect_timeout, epmd_port=epmd_port, tls=tls)
         now = time.monotonic()
         if view.complete or now >= deadline:
             return view, round(now - start, 1)

@@ -21,7 +21,7 @@ from beamfleet.runtime.discovery.errors import ConfigError
 from beamfleet.runtime.discovery.log import JsonLog
 from beamfleet.runtime.discovery.server import parse_listen
 from beamfleet.runtime.discovery.settings import SETTINGS, Setting, setting
-from beamfleet.runtime.erlang_dist import CookieFileError
+from beamfleet.runtime.erlang_dist import CookieFileError, TlsConfigError
 
 LISTEN_ENV = setting("listen").env
 
@@ -64,7 +64,7 @@ def agent(source: tuple[str, ...], config: str | None, **flags: Any) -> None:
         loaded = load_config(flags, list(source), config_file=config)
         cookie = read_private_cookie(loaded.cookie_file)
         instance = Agent.from_config(loaded, cookie, log=JsonLog(level=loaded.log_level))
-    except (ConfigError, CookieFileError) as exc:
+    except (ConfigError, CookieFileError, TlsConfigError) as exc:
         raise click.ClickException(str(exc)) from None
 
     async def main() -> None:

@@ -9,13 +9,13 @@ hand usually needs ``chmod 400``.
 from __future__ import annotations
 
 import os
-import stat
 from pathlib import Path
 
 import click
 
 from beamfleet.runtime.constants import EPMD_PORT
 from beamfleet.runtime.erlang_dist import CookieFileError, read_cookie_file
+from beamfleet.runtime.erlang_dist.private_file import require_owner_only
 
 # The options of every command that connects to nodes (`beamfleet node ...`, `mesh`).
 cookie_file_option = click.option(
@@ -46,13 +46,5 @@ def read_private_cookie(path: str | os.PathLike[str]) -> str:
             not one line of text. Never the cookie itself.
     """
     p = Path(path).expanduser()
-    try:
-        mode = stat.S_IMODE(p.stat().st_mode)
-    except OSError:
-        mode = 0  # missing or unreadable: read_cookie_file says which, precisely
-    if mode & 0o077:
-        raise CookieFileError(
-            f"cookie file {p} has mode {mode:04o}: group or other users can read the "
-            f"cookie (a secret); make it private with: chmod 400 {p}"
-        )
+    require_owner_only(p, what="cookie file", secret="the cookie (a secret)", error=CookieFileError)
     return read_cookie_file(p, private=True)

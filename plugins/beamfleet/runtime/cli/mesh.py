@@ -7,7 +7,7 @@ Every node is asked for its ``nodes()`` (as a hidden node) until each lists ever
 one, or the timeout passes. The gate of a rolling change, and what a check runs.
 
 Exit codes: 0 complete · 1 not complete when the timeout passed (the nodes missing peers
-are named) · 2 bad usage or input (the cookie file, a node name).
+are named) · 2 bad usage or input (the cookie file, the TLS files, a node name).
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from beamfleet.runtime.cli.cookie import (
     epmd_port_option,
     read_private_cookie,
 )
-from beamfleet.runtime.erlang_dist import CookieFileError, default_cookie_file
+from beamfleet.runtime.cli.tls import tls_config, tls_options
+from beamfleet.runtime.erlang_dist import CookieFileError, TlsConfigError, default_cookie_file
 from beamfleet.runtime.mesh import wait_for_mesh
 from beamfleet.runtime.node_names import is_node_name
 
@@ -69,6 +70,7 @@ def _nodes_from_file(path: Path) -> list[str]:
     help="Seconds allowed to connect to and ask one node.",
 )  # fmt: skip
 @epmd_port_option
+@tls_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def mesh(
     *,
@@ -79,6 +81,9 @@ def mesh(
     interval: float,
     connect_timeout: float,
     epmd_port: int,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    tls_ca: Path | None,
     as_json: bool,
 ) -> None:
     """Wait until NODE... (and --nodes-file's) all see each other."""
@@ -88,15 +93,18 @@ def mesh(
     bad = [n for n in expected if not is_node_name(n)]
     if bad:
         raise click.UsageError(f"not a node name (NAME@HOST): {', '.join(bad)}")
+    tls = tls_config(tls_cert, tls_key, tls_ca)
     try:
         cookie = read_private_cookie(cookie_file or default_cookie_file())
-    except CookieFileError as exc:
+        # loaded once, so a bad file is a usage error, not every node's failure
+        context = tls.client_context() if tls is not None else None
+    except (CookieFileError, TlsConfigError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_USAGE)
     view, seconds = asyncio.run(
         wait_for_mesh(
             expected, cookie, timeout=timeout, interval=interval,
-            connect_timeout=connect_timeout, epmd_port=epmd_port,
+            connect_timeout=connect_timeout, epmd_port=epmd_port, tls=context,
         )
     )  # fmt: skip
     if as_json:

@@ -8,6 +8,7 @@
 The cookie is read from a file only (``--cookie-file``, else ``$BEAMFLEET_COOKIE_FILE``,
 else ``~/.erlang.cookie``): a value on the command line would show in ``ps``. The file
 must be private (no group/other permission bits, e.g. ``chmod 400``), as ``erl`` demands.
+Nodes using TLS distribution need ``--tls-cert``, ``--tls-key`` and ``--tls-ca``.
 
 Exit codes: 0 done/true · 1 the operation answered false · 2 bad usage or input (incl.
 the cookie file) · 3 authentication failed (cookies differ) · 4 node unreachable (EPMD
@@ -33,6 +34,7 @@ from beamfleet.runtime.cli.cookie import (
     epmd_port_option,
     read_private_cookie,
 )
+from beamfleet.runtime.cli.tls import tls_config, tls_options
 from beamfleet.runtime.erlang_dist import (
     AuthenticationFailed,
     CookieFileError,
@@ -41,6 +43,8 @@ from beamfleet.runtime.erlang_dist import (
     InvalidNodeName,
     NodeConnection,
     RpcError,
+    TlsConfig,
+    TlsConfigError,
     connect,
     default_cookie_file,
 )
@@ -65,6 +69,7 @@ class NodeCall:
     timeout: float
     epmd_port: int
     as_json: bool
+    tls: TlsConfig | None = None
 
     def run(self, node: str, action: Action) -> None:
         """Connect, run ``action``, print its result; map every failure to an exit code."""
@@ -73,7 +78,7 @@ class NodeCall:
 
             async def main() -> tuple[int, dict[str, Any], str]:
                 async with connect(
-                    node, cookie, timeout=self.timeout, epmd_port=self.epmd_port
+                    node, cookie, timeout=self.timeout, epmd_port=self.epmd_port, tls=self.tls
                 ) as conn:
                     return await action(conn)
 
@@ -101,6 +106,7 @@ def _common_options(func: F) -> F:
         help="Seconds allowed for each step and the call.",
     )
     @epmd_port_option
+    @tls_options
     @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
     @wraps(func)
     def wrapper(
@@ -108,10 +114,14 @@ def _common_options(func: F) -> F:
         cookie_file: Path | None,
         timeout: float,
         epmd_port: int,
+        tls_cert: Path | None,
+        tls_key: Path | None,
+        tls_ca: Path | None,
         as_json: bool,
         **kwargs: Any,
     ) -> Any:
-        call = NodeCall(cookie_file, timeout, epmd_port, as_json)
+        tls = tls_config(tls_cert, tls_key, tls_ca)
+        call = NodeCall(cookie_file, timeout, epmd_port, as_json, tls)
         return func(*args, call=call, **kwargs)
 
     return wrapper  # type: ignore[return-value]
@@ -124,7 +134,7 @@ def _exit_code(exc: DistError) -> int:
         return EXIT_TIMEOUT
     if isinstance(exc, RpcError):
         return EXIT_RPC
-    if isinstance(exc, (CookieFileError, InvalidNodeName)):
+    if isinstance(exc, (CookieFileError, InvalidNodeName, TlsConfigError)):
         return EXIT_USAGE
     return EXIT_UNREACHABLE
 
@@ -140,9 +150,10 @@ EXIT_CODES_HELP = """\b
 Exit codes:
   0  done (connect/disconnect answered true)
   1  the operation answered false
-  2  usage or input error (options, node name, cookie file)
+  2  usage or input error (options, node name, cookie file, TLS files)
   3  authentication failed: the cookies differ
-  4  unreachable: EPMD down, node not registered, refused, lost
+  4  unreachable: EPMD down, node not registered, refused, lost, TLS
+     handshake failed or TLS/plain distribution mismatch
   5  timed out (the message names the step)
   6  the RPC failed (badrpc)"""
 

@@ -49,7 +49,7 @@ from beamfleet.runtime.discovery.removals import Removals
 from beamfleet.runtime.discovery.server import HttpServer
 from beamfleet.runtime.discovery.sources import Source, StubResolver, build_source
 from beamfleet.runtime.discovery.status import MeshState, StatusView
-from beamfleet.runtime.erlang_dist import connect
+from beamfleet.runtime.erlang_dist import TlsConfig, connect
 
 # a connection dropped or a connect failed: the next round comes after this pause, but
 # at most this many times in a row, so a permanently failing peer cannot spin the loop
@@ -153,6 +153,13 @@ class Agent:
         else:
             ownership = AllOwnership()
 
+        # loaded once (a bad file stops the agent at start; new certificates need a restart)
+        tls = (
+            TlsConfig(config.tls_cert, config.tls_key, config.tls_ca).client_context()
+            if config.tls_cert and config.tls_key and config.tls_ca
+            else None
+        )
+
         async def connector(node: str) -> NodeLink:
             # one identity for the agent: its local names come from one small pool, so a
             # node gains a bounded number of atoms however often the agent reconnects
@@ -162,6 +169,7 @@ class Agent:
                 timeout=config.connect_timeout,
                 epmd_port=config.epmd_port,
                 identity="agent",
+                tls=tls,
             )
 
         return cls(config, sources, ownership, connector, log=log)

@@ -64,6 +64,9 @@ class AgentConfig:
     ownership: str = field(default_factory=setting("ownership").default_value)
     interval: float = field(default_factory=setting("interval").default_value)
     jitter: float = field(default_factory=setting("jitter").default_value)
+    tls_cert: Path | None = field(default_factory=setting("tls_cert").default_value)
+    tls_key: Path | None = field(default_factory=setting("tls_key").default_value)
+    tls_ca: Path | None = field(default_factory=setting("tls_ca").default_value)
     listen: tuple[str, int] = field(default_factory=setting("listen").default_value)
     naming: PeerNaming = field(default_factory=setting("naming").default_value)
     nameservers: list[tuple[str, int]] = field(default_factory=setting("nameserver").default_value)
@@ -242,6 +245,13 @@ def load_config(
         problems.append(
             "--ownership rendezvous needs --agents-dns NAME (the agents' own "
             "DNS name, e.g. tasks.beamfleet-agent)"
+        )
+    tls = [setting(name) for name in ("tls_cert", "tls_key", "tls_ca")]
+    given = [s for s in tls if values.get(s.name) is not None]
+    if given and len(given) < len(tls):
+        problems.append(
+            "TLS distribution needs --tls-cert, --tls-key and --tls-ca together; missing: "
+            + ", ".join(s.flag for s in tls if s not in given)
         )
     if problems:
         raise ConfigError(problems)

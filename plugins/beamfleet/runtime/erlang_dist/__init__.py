@@ -27,6 +27,7 @@ from beamfleet.runtime.erlang_dist.errors import (
     AuthenticationFailed,
     ConnectionLost,
     DistError,
+    DistProtocolMismatch,
     DistTimeout,
     EpmdReplyTooLarge,
     EpmdUnreachable,
@@ -37,6 +38,7 @@ from beamfleet.runtime.erlang_dist.errors import (
     RpcError,
     TermCodecError,
     TermTooLarge,
+    TlsHandshakeFailed,
     UnexpectedNode,
 )
 from beamfleet.runtime.erlang_dist.etf import (
@@ -48,6 +50,7 @@ from beamfleet.runtime.erlang_dist.etf import (
     Port,
     Reference,
 )
+from beamfleet.runtime.erlang_dist.tls import TlsConfig, TlsConfigError
 
 __all__ = [
     "Atom",
@@ -56,6 +59,7 @@ __all__ = [
     "ConnectionLost",
     "CookieFileError",
     "DistError",
+    "DistProtocolMismatch",
     "DistTimeout",
     "EpmdReplyTooLarge",
     "EpmdUnreachable",
@@ -73,6 +77,9 @@ __all__ = [
     "RpcError",
     "TermCodecError",
     "TermTooLarge",
+    "TlsConfig",
+    "TlsConfigError",
+    "TlsHandshakeFailed",
     "UnexpectedNode",
     "connect",
     "default_cookie_file",

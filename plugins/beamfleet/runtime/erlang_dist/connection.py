@@ -23,6 +23,7 @@ import itertools
 import os
 import secrets
 import socket
+import ssl
 import struct
 import time
 from collections.abc import Callable, Generator
@@ -34,11 +35,13 @@ from beamfleet.runtime.erlang_dist.errors import (
     AuthenticationFailed,
     ConnectionLost,
     DistError,
+    DistProtocolMismatch,
     DistTimeout,
     FrameTooLarge,
     HandshakeRejected,
     LocalNamesExhausted,
     RpcError,
+    TlsHandshakeFailed,
     UnexpectedNode,
 )
 from beamfleet.runtime.erlang_dist.etf import (
@@ -50,6 +53,7 @@ from beamfleet.runtime.erlang_dist.etf import (
     encode,
     encode_body,
 )
+from beamfleet.runtime.erlang_dist.tls import OPTIONS_HINT, TlsConfig, client_context
 from beamfleet.runtime.node_names import InvalidNodeNameError, split_node_name
 
 # control message codes (erl_dist_protocol)
@@ -130,7 +134,11 @@ def _format_host(host: str) -> str:
 
 
 class _DistProtocol(asyncio.Protocol):
-    """Frames: u16-length during the handshake, u32-length after; dispatches messages."""
+    """Frames: u16-length during the handshake (u32 in TLS), u32 after; dispatches messages.
+
+    OTP's TLS distribution runs the handshake on a socket in ``{packet, 4}`` mode, so
+    inside TLS each handshake message carries a 4-byte length (2 bytes over plain TCP).
+    """
 
     def __init__(self, conn: NodeConnection) -> None:
         self.conn = conn
@@ -142,6 +150,10 @@ class _DistProtocol(asyncio.Protocol):
         self.hs_error: DistError | None = None
         self.hs_waiter: asyncio.Future[None] | None = None
         self.eof = False
+        # why the transport closed (a TLS alert from the node arrives as an SSLError)
+        self.lost_exc: Exception | None = None
+        # bytes of the length before each handshake message: 2, or 4 inside TLS
+        self.hs_length_size = 2
 
     # -- asyncio callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -180,6 +192,7 @@ class _DistProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.eof = True
+        self.lost_exc = exc
         self._wake()
         self.conn._lost(str(exc) if exc else "closed by the peer")
 
@@ -202,16 +215,28 @@ class _DistProtocol(asyncio.Protocol):
                 self.transport.close()
         self._wake()
 
+    def frame_hs(self, body: bytes) -> bytes:
+        """``body`` with the length prefix of a handshake message."""
+        if self.hs_length_size == 4:
+            return _u32.pack(len(body)) + body
+        return handshake.frame16(body)
+
     def _next_hs(self) -> bytes | None:
-        """Take one complete u16-framed handshake message off the buffer, if there is one."""
+        """Take one complete framed handshake message off the buffer, if there is one."""
         buf = self.buf
-        if len(buf) < 2:
+        size = self.hs_length_size
+        if len(buf) < size:
             return None
-        n = (buf[0] << 8) | buf[1]
-        if len(buf) < 2 + n:
+        n = int.from_bytes(buf[:size], "big")
+        if n > HANDSHAKE_BUFFER_LIMIT:
+            # only a u32 length can say this; an honest node's messages are short
+            self.hs_error = HandshakeRejected(
+                self.conn.node, f"the node announced a handshake message of {n:,} bytes")
             return None
-        msg = bytes(buf[2:2 + n])
-        del buf[:2 + n]
+        if len(buf) < size + n:
+            return None
+        msg = bytes(buf[size:size + n])
+        del buf[:size + n]
         return msg
 
     async def read_hs(self) -> bytes | None:
@@ -314,6 +339,14 @@ class NodeConnection:
     @property
     def closed(self) -> bool:
         return self._closed.done()
+
+    @property
+    def tls_version(self) -> str | None:
+        """The TLS version under the connection (``"TLSv1.3"``), None when plain TCP."""
+        if self._transport is None:
+            return None
+        ssl_object = self._transport.get_extra_info("ssl_object")
+        return None if ssl_object is None else str(ssl_object.version())
 
     @property
     def peer_flags(self) -> int:
@@ -630,9 +663,11 @@ class _NameTaken(Exception):
 
 
 async def _open(node: str, cookie: str, *, timeout: float, epmd_port: int,
-                local_host: str | None, identity: str | None) -> NodeConnection:
+                local_host: str | None, identity: str | None,
+                tls: TlsConfig | ssl.SSLContext | None) -> NodeConnection:
     if not cookie:
         raise ValueError("the cookie is empty")
+    context = client_context(tls) if tls is not None else None
     alive, host = split_node(node)
     _check_backoff(node, cookie)
     info = await epmd.port_please(host, alive, port=epmd_port, timeout=timeout)
@@ -651,7 +686,8 @@ async def _open(node: str, cookie: str, *, timeout: float, epmd_port: int,
 
         try:
             conn = await _attempt(node, alive, host, info.port, cookie, timeout=timeout,
-                                  local_alive=f"{base}-{index}", local_host=local_host)
+                                  local_alive=f"{base}-{index}", local_host=local_host,
+                                  context=context)
         except _NameTaken:
             release()
             taken.add(index)
@@ -678,8 +714,9 @@ async def _open(node: str, cookie: str, *, timeout: float, epmd_port: int,
 
 
 async def _attempt(node: str, alive: str, host: str, port: int, cookie: str, *,
-                   timeout: float, local_alive: str, local_host: str | None) -> NodeConnection:
-    """One TCP connection and handshake under the name ``local_alive``."""
+                   timeout: float, local_alive: str, local_host: str | None,
+                   context: ssl.SSLContext | None) -> NodeConnection:
+    """One TCP connection (in TLS with ``context``) and handshake as ``local_alive``."""
     loop = asyncio.get_running_loop()
     conn: NodeConnection | None = None
 
@@ -699,8 +736,16 @@ async def _attempt(node: str, alive: str, host: str, port: int, cookie: str, *,
         raise ConnectionLost(node, f"cannot connect to {host}:{port}: "
                                    f"{exc.strerror or exc}") from exc
     assert conn is not None
-    conn._transport = transport
+    # taken now: a node that refuses our certificate may have closed by the time TLS is up
     sock_host = str(transport.get_extra_info("sockname")[0])
+    if context is not None:
+        transport = await _start_tls(transport, conn._protocol, context, node=node,
+                                     host=host, timeout=timeout)
+        assert conn._protocol is not None
+        # the protocol now reads and writes through the TLS transport
+        conn._protocol.transport = transport
+        conn._protocol.hs_length_size = 4
+    conn._transport = transport
     conn._set_identity(f"{local_alive}@{_format_host(local_host or sock_host)}")
     try:
         await asyncio.wait_for(_handshake(conn, protocol, cookie, alive), timeout)
@@ -719,21 +764,108 @@ async def _attempt(node: str, alive: str, host: str, port: int, cookie: str, *,
     return conn
 
 
+# What the node's TLS alert means when it refuses us. In TLS 1.3 the node checks our
+# certificate after our side of the handshake has finished, so its refusal arrives as an
+# alert on our first read (the distribution handshake's status), not from start_tls.
+_NODE_REFUSED = {
+    "TLSV13_ALERT_CERTIFICATE_REQUIRED":
+        "the node requires a client certificate and we presented none; " + OPTIONS_HINT,
+    "TLSV1_ALERT_UNKNOWN_CA":
+        "the node rejected our certificate (unknown CA): it is not signed by a CA the "
+        "node trusts (the cacertfile of its -ssl_dist_optfile); give a --tls-cert issued "
+        "by the cluster's CA",
+    "SSLV3_ALERT_BAD_CERTIFICATE":
+        "the node rejected our certificate (bad certificate): check that --tls-cert is "
+        "issued by the cluster's CA for client use",
+    "SSLV3_ALERT_CERTIFICATE_EXPIRED":
+        "the node rejected our certificate: it has expired; renew --tls-cert",
+    "SSLV3_ALERT_CERTIFICATE_UNKNOWN":
+        "the node rejected our certificate (certificate unknown): check --tls-cert",
+    "TLSV1_ALERT_PROTOCOL_VERSION":
+        "the node does not accept TLS 1.3 (check versions in its -ssl_dist_optfile)",
+}
+# What OpenSSL reports when the other side answers something that is not TLS.
+_NOT_TLS = ("WRONG_VERSION_NUMBER", "UNEXPECTED_EOF_WHILE_READING", "RECORD_LAYER_FAILURE",
+            "PACKET_LENGTH_TOO_LONG", "HTTP_REQUEST")
+_NOT_TLS_REASON = "the node does not speak TLS distribution (connect without --tls-*)"
+
+
+def _tls_failure(node: str, exc: BaseException) -> TlsHandshakeFailed:
+    """The error of a failed TLS step, saying which side refused what."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return TlsHandshakeFailed(
+            node, f"the node's certificate is not trusted ({exc.verify_message}): it must "
+                  f"be signed by the CA given as --tls-ca")
+    reason = getattr(exc, "reason", None) or ""
+    if reason in _NODE_REFUSED:
+        return TlsHandshakeFailed(node, _NODE_REFUSED[reason])
+    if reason in _NOT_TLS or not isinstance(exc, ssl.SSLError):
+        return TlsHandshakeFailed(node, _NOT_TLS_REASON + f" ({reason or exc or 'closed'})")
+    return TlsHandshakeFailed(node, f"{reason or exc}")
+
+
+async def _start_tls(transport: asyncio.Transport, protocol: _DistProtocol | None,
+                     context: ssl.SSLContext, *, node: str, host: str,
+                     timeout: float) -> asyncio.Transport:
+    """Run the TLS handshake on the fresh TCP connection; the TLS transport."""
+    assert protocol is not None
+    loop = asyncio.get_running_loop()
+    try:
+        tls_transport = await asyncio.wait_for(
+            loop.start_tls(transport, protocol, context, server_hostname=host), timeout)
+    except TimeoutError as exc:
+        transport.close()
+        # a plain node reads our TLS hello as the length of a distribution message and
+        # waits for the rest, so it never answers
+        raise TlsHandshakeFailed(
+            node, f"no TLS answer within {timeout:g} s: {_NOT_TLS_REASON}, or it is "
+                  f"overloaded") from exc
+    except (OSError, EOFError) as exc:  # ssl.SSLError is an OSError
+        transport.close()
+        raise _tls_failure(node, exc) from exc
+    if tls_transport is None:  # the connection closed during the handshake
+        raise TlsHandshakeFailed(node, _NOT_TLS_REASON)
+    return tls_transport
+
+
+def _closed_early(conn: NodeConnection, protocol: _DistProtocol,
+                  fallback: DistError) -> DistError:
+    """Why the node closed during the handshake: a TLS refusal, plain TCP to a TLS
+    node, or ``fallback`` (what a plain close at that step means)."""
+    if isinstance(protocol.lost_exc, ssl.SSLError):
+        return _tls_failure(conn.node, protocol.lost_exc)
+    tls = conn._transport is not None and conn._transport.get_extra_info("ssl_object")
+    # a TLS node reads our name message as a TLS record, answers with an alert record
+    # (content type 21, version 3.x) and closes
+    if not tls and bytes(protocol.buf[:2]) in (b"\x15\x03", b"\x16\x03"):
+        return DistProtocolMismatch(conn.node)
+    return fallback
+
+
 async def _handshake(conn: NodeConnection, protocol: _DistProtocol, cookie: str,
                      alive: str) -> None:
     node = conn.node
-    assert protocol.transport is not None
-    write = protocol.transport.write
-    write(handshake.frame16(handshake.send_name(conn.local_name, conn._creation)))
+    transport = protocol.transport
+    assert transport is not None
+
+    def write(data: bytes) -> None:
+        # a TLS node that refuses our certificate may have closed already: what it
+        # said is read below (writing to a closed TLS transport raises)
+        if not transport.is_closing():
+            transport.write(data)
+
+    frame = protocol.frame_hs
+    write(frame(handshake.send_name(conn.local_name, conn._creation)))
 
     status_msg = await protocol.read_hs()
     if status_msg is None:
-        raise HandshakeRejected(node, "closed before sending a status")
+        raise _closed_early(conn, protocol,
+                            HandshakeRejected(node, "closed before sending a status"))
     status = handshake.parse_status(node, status_msg)
     if status == "alive":
         # the node has a connection with this name (another process of our identity, or
         # one of ours it has not yet seen close): do not take it over, use another name
-        write(handshake.frame16(b"sfalse"))
+        write(frame(b"sfalse"))
         raise _NameTaken
     if status == "nok":
         raise _NameTaken  # the node is still setting up a connection with this name
@@ -742,7 +874,8 @@ async def _handshake(conn: NodeConnection, protocol: _DistProtocol, cookie: str,
 
     challenge_msg = await protocol.read_hs()
     if challenge_msg is None:
-        raise HandshakeRejected(node, "closed before sending its challenge")
+        raise _closed_early(conn, protocol,
+                            HandshakeRejected(node, "closed before sending its challenge"))
     peer = handshake.parse_challenge(node, challenge_msg)
     peer_alive, at, _ = peer.name.partition("@")
     if peer_alive != alive or not at:
@@ -751,12 +884,12 @@ async def _handshake(conn: NodeConnection, protocol: _DistProtocol, cookie: str,
     conn._peer_flags = peer.flags
     conn.peer_name = peer.name
     ours = handshake.new_challenge()
-    write(handshake.frame16(handshake.challenge_reply(ours, peer.challenge, cookie)))
+    write(frame(handshake.challenge_reply(ours, peer.challenge, cookie)))
 
     ack = await protocol.read_hs()
     if ack is None:
         # the peer hangs up on a wrong digest ("Invalid challenge reply" in its log)
-        raise AuthenticationFailed(node)
+        raise _closed_early(conn, protocol, AuthenticationFailed(node))
     if not handshake.ack_ok(ack, ours, cookie):
         raise AuthenticationFailed(node)
     # the peer proved it knows the cookie: from here on, u32 frames
@@ -774,6 +907,10 @@ class connect:  # reads as a function: ``await connect(...)`` or ``async with co
         local_host: host part of our own node name (default: our socket address).
         identity: who connects (e.g. "agent"); our node name is derived from it and
             this host, so repeated connections reuse a few names. Default: the user.
+        tls: for nodes using TLS distribution (``-proto_dist inet_tls``): our
+            certificate, key and the cluster CA (:class:`TlsConfig`, loaded on each
+            connect) or a ready :class:`ssl.SSLContext`. The TCP connection is wrapped
+            in TLS before the distribution handshake, which then runs unchanged.
 
     Example::
 
@@ -789,14 +926,20 @@ class connect:  # reads as a function: ``await connect(...)`` or ``async with co
         UnexpectedNode (a HandshakeRejected): another node answered on that port.
         LocalNamesExhausted (a HandshakeRejected): NAME_POOL_SIZE connections with
         this identity to that node are open already.
+        DistProtocolMismatch (a HandshakeRejected): plain TCP to a TLS node.
+        TlsHandshakeFailed: the node's certificate is not signed by our CA, the node
+        refused our certificate (or that we gave none), or it does not speak TLS.
+        TlsConfigError: ``tls`` names a file that cannot be used.
     """
 
     def __init__(self, node: str, cookie: str, *, timeout: float = 5.0,
                  epmd_port: int = epmd.EPMD_PORT, local_host: str | None = None,
-                 identity: str | None = None) -> None:
+                 identity: str | None = None,
+                 tls: TlsConfig | ssl.SSLContext | None = None) -> None:
         self._args = (node, cookie)
         self._kwargs: dict[str, Any] = {"timeout": timeout, "epmd_port": epmd_port,
-                                        "local_host": local_host, "identity": identity}
+                                        "local_host": local_host, "identity": identity,
+                                        "tls": tls}
         self._conn: NodeConnection | None = None
 
     def __await__(self) -> Generator[Any, None, NodeConnection]:

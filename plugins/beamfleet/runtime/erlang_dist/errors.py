@@ -78,6 +78,11 @@ class HandshakeRejected(DistError):
             "not_allowed": "the node refuses our capabilities or our host "
                            "(check its net_kernel:allow/1 and OTP version)",
             "alive": "a connection with our name already exists",
+            "closed before sending a status": "see the remote node's log; a node that uses "
+            "TLS distribution also does this to a plain connection (then give --tls-cert, "
+            "--tls-key and --tls-ca)",
+            "tls_expected": "the node expects TLS distribution; give --tls-cert, --tls-key "
+            "and --tls-ca",
         }.get(status, "see the remote node's log")
         super().__init__(f"handshake with {node} rejected with status {status!r}: {hint}"
                          f"{_retry_hint(retry_after)}")
@@ -110,6 +115,34 @@ class LocalNamesExhausted(HandshakeRejected):
         self.status = "alive"
         self.retry_after = None
         self.pool = pool
+
+
+class DistProtocolMismatch(HandshakeRejected):
+    """The node speaks TLS distribution and we connected in plain TCP."""
+
+    def __init__(self, node: str) -> None:
+        DistError.__init__(
+            self,
+            f"node {node} closed the connection during the handshake: it expects TLS "
+            f"distribution (it answered with a TLS alert); give --tls-cert, --tls-key and "
+            f"--tls-ca (tls= in the API)")
+        self.node = node
+        self.status = "tls_expected"
+        self.retry_after = None
+
+
+class TlsHandshakeFailed(DistError):
+    """The TLS session under the distribution could not be set up.
+
+    ``reason`` says which side refused what: the node's certificate is not signed by our
+    CA, the node refused our certificate (or that we presented none), or the node does
+    not speak TLS distribution at all.
+    """
+
+    def __init__(self, node: str, reason: str) -> None:
+        self.node = node
+        self.reason = reason
+        super().__init__(f"TLS handshake with {node} failed: {reason}")
 
 
 class AuthenticationFailed(DistError):
