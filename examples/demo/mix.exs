@@ -20,6 +20,7 @@ defmodule Demo.MixProject do
   end
 
   def application do
-    [extra_applications: [:logger], mod: {Demo.Application, []}]
+    # :ssl in the release: what TLS distribution (`app_dist_tls`) needs at boot.
+    [extra_applications: [:logger, :ssl], mod: {Demo.Application, []}]
   end
 end

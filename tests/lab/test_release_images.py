@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.lab.conftest import ROOT, LabHandle, lab_fixture, run_pyinfra, wait_until
+from tests.lab.swarm_watch import SwarmWatcher
 from tests.support.mesh_watch import lasting_gaps, offending_samples
 
 pytestmark = pytest.mark.lab
@@ -232,47 +233,6 @@ def test_the_four_as_applications_of_one_inventory(lab: LabHandle) -> None:
 LATER_ENV = {"imgerl": {"RELEASE": "2"}}
 ROLLED = "imgmix"  # the application whose image changes below
 ROLLED_NETWORK = "beamfleet-imgmix"
-WATCHER = Path(__file__).with_name("swarm_watcher.py")
-
-
-class SwarmWatcher:
-    """Samples ROLLED's mesh on the manager (``swarm_watcher.py``, in the background)
-    while the ``with`` block runs."""
-
-    def __init__(self, lab: LabHandle) -> None:
-        self.lab = lab
-        self.samples: list[dict[str, list[str]]] = []
-
-    def __enter__(self) -> SwarmWatcher:
-        agent = self.lab.ssh(
-            MANAGER,
-            f"docker ps -q --filter label=com.docker.swarm.service.name={ROLLED}-agent",
-        ).split()[0]
-        self.lab.ssh(
-            MANAGER,
-            f"cat > /root/watch.py <<'EOF'\n{WATCHER.read_text()}\nEOF\n"
-            "rm -f /root/watch-stop /root/watch.log; "
-            f"nohup python3 /root/watch.py {ROLLED} {ROLLED_NETWORK} {agent} {ROLLED} "
-            "> /root/watch.log 2>&1 < /dev/null &",
-        )
-        wait_until(
-            lambda: bool(self.lab.ssh(MANAGER, "cat /root/watch.log").strip()),
-            30,
-            "the watcher's first sample",
-        )
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.lab.ssh(MANAGER, "touch /root/watch-stop")
-        wait_until(
-            lambda: (
-                not self.lab.ssh(MANAGER, "pgrep -f 'python3 /root/watch[.]py' || true").strip()
-            ),
-            30,
-            "the watcher to stop",
-        )
-        for line in self.lab.ssh(MANAGER, "cat /root/watch.log").splitlines():
-            self.samples.append(json.loads(line)["missing"])
 
 
 def version_image(tmp_path: Path, tag: str, dockerfile_tail: str) -> str:
@@ -301,7 +261,7 @@ def test_a_new_image_rolls_one_task_at_a_time_each_in_the_mesh(
     new = version_image(tmp_path, "v2", "COPY VERSION /VERSION\n")
     before = {app: task_history(lab, app) for app, _, _ in KINDS.values()}
     old_image = service_image(lab, ROLLED)
-    with SwarmWatcher(lab) as watcher:
+    with SwarmWatcher(lab, MANAGER, ROLLED, ROLLED_NETWORK) as watcher:
         run = run_pyinfra(
             apps_inventory(lab, env=LATER_ENV, images={ROLLED: new}), "deploys/cluster.py"
         )

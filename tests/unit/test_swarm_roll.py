@@ -26,6 +26,7 @@ from beamfleet.controller.swarm_roll import (
     step_spec,
     ungated_reason,
 )
+from beamfleet.runtime.constants import COOKIE_SECRET_TARGET
 
 NETWORKS = {"netid0123456789": "beamfleet-demo"}
 OLD = {
@@ -43,7 +44,9 @@ def spec(
     template: dict[str, Any], replicas: int = 3, secret: str = "demo_cookie.v1"
 ) -> dict[str, Any]:
     template = json.loads(json.dumps(template))
-    template["ContainerSpec"]["Secrets"] = [{"SecretName": secret, "File": {"Name": "c"}}]
+    template["ContainerSpec"]["Secrets"] = [
+        {"SecretName": secret, "File": {"Name": COOKIE_SECRET_TARGET}}
+    ]
     return {
         "Name": "demo",
         "TaskTemplate": template,
@@ -86,10 +89,20 @@ def test_a_failed_roll_restores_the_previous_template_at_the_inventorys_pace() -
     assert restored["UpdateConfig"] == PACE and not is_held(restored)
 
 
-def test_a_new_cookie_or_no_task_is_not_gated() -> None:
+def test_a_new_cookie_a_switch_to_tls_or_no_task_is_not_gated() -> None:
     assert ungated_reason(spec(NEW), spec(OLD)) is None
     assert "cookie" in (ungated_reason(spec(NEW, secret="demo_cookie.v2"), spec(OLD)) or "")
     assert "no task" in (ungated_reason(spec(NEW), spec(OLD, replicas=0)) or "")
+    tls = spec(NEW)
+    tls["TaskTemplate"]["ContainerSpec"]["Env"].append("BEAMFLEET_DIST_TLS_CERT=/run/x")
+    tls["TaskTemplate"]["ContainerSpec"]["Secrets"].append(
+        {"SecretName": "demo_dist_node.v1", "File": {"Name": "dist_node.pem"}}
+    )
+    assert "TCP and TLS" in (ungated_reason(tls, spec(OLD)) or "")
+    # new certificates (same CA) roll gated: old and new nodes trust each other
+    renewed = json.loads(json.dumps(tls))
+    renewed["TaskTemplate"]["ContainerSpec"]["Secrets"][1]["SecretName"] = "demo_dist_node.v2"
+    assert ungated_reason(renewed, tls) is None
 
 
 def test_stale_tasks_are_the_live_ones_running_another_template() -> None:

@@ -43,6 +43,7 @@ from pyinfra.api.state import State
 from beamfleet.controller.facts.beam import mesh_check_command
 from beamfleet.controller.operations.engine_api import engine_api_command, run_with_secret_stdin
 from beamfleet.controller.spec_drift import spec_drift
+from beamfleet.runtime.constants import COOKIE_SECRET_TARGET
 
 SECOND = 1_000_000_000  # the Engine API counts durations in nanoseconds
 # Long enough that Swarm never moves on by itself; each step ends the hold.
@@ -62,6 +63,7 @@ class MeshGate:
     + agent: the agent's service (a container of it must run on the manager)
     + cookie_file: the cookie's path inside the agent container
     + timeout: seconds a replaced task has to start and join the complete mesh
+    + tls: with TLS distribution, the agent container's ``("cert"|"key"|"ca", path)`` pairs
     """
 
     app: str
@@ -70,11 +72,12 @@ class MeshGate:
     agent: str
     cookie_file: str
     timeout: int
+    tls: tuple[tuple[str, str], ...] = ()  # the agent container's certificate paths
 
     def command(self, timeout: float) -> str:
         return mesh_check_command(
             app=self.app, basename=self.basename, network=self.network, agent=self.agent,
-            cookie_file=self.cookie_file, timeout=timeout,
+            cookie_file=self.cookie_file, timeout=timeout, tls=dict(self.tls) or None,
         )  # fmt: skip
 
 
@@ -156,17 +159,35 @@ def restore_spec(previous: Mapping[str, Any], desired: Mapping[str, Any]) -> dic
     return spec
 
 
-def secret_names(spec: Mapping[str, Any]) -> list[str]:
-    container = (spec.get("TaskTemplate") or {}).get("ContainerSpec") or {}
-    return sorted(str(ref.get("SecretName")) for ref in container.get("Secrets") or [])
+def _container(spec: Mapping[str, Any]) -> Mapping[str, Any]:
+    return (spec.get("TaskTemplate") or {}).get("ContainerSpec") or {}
+
+
+def cookie_secret_of(spec: Mapping[str, Any]) -> str | None:
+    """The secret mounted as the cookie (target ``erlang_cookie``), if any."""
+    for ref in _container(spec).get("Secrets") or []:
+        if (ref.get("File") or {}).get("Name") == COOKIE_SECRET_TARGET:
+            return str(ref.get("SecretName"))
+    return None
+
+
+def uses_dist_tls(spec: Mapping[str, Any]) -> bool:
+    return any(
+        str(e).startswith("BEAMFLEET_DIST_TLS_CERT=") for e in _container(spec).get("Env") or []
+    )
 
 
 def ungated_reason(desired: Mapping[str, Any], live: Mapping[str, Any]) -> str | None:
     """Why a change of the task template cannot be gated on the mesh, or None."""
-    if secret_names(desired) != secret_names(live):
+    if cookie_secret_of(desired) != cookie_secret_of(live):
         return (
-            "its secrets change (a new cookie: nodes with the old and the new one cannot "
-            "connect, so no mesh can be complete in between)"
+            "the cookie changes (nodes with the old and the new one cannot connect, so no "
+            "mesh can be complete in between)"
+        )
+    if uses_dist_tls(desired) != uses_dist_tls(live):
+        return (
+            "distribution switches between TCP and TLS (OTP cannot connect a TLS node to a "
+            "TCP one: the mesh is complete again once every node has switched)"
         )
     replicas = int(((live.get("Mode") or {}).get("Replicated") or {}).get("Replicas") or 0)
     if replicas == 0:

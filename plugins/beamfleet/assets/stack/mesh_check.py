@@ -1,6 +1,7 @@
 """Runs on a swarm MANAGER (python3 -c, stdlib only): is an application fully meshed?
 
-argv: a JSON object ``{"app", "basename", "network", "agent", "cookie_file", "timeout"}``,
+argv: a JSON object ``{"app", "basename", "network", "agent", "cookie_file", "timeout",
+"tls"}`` (``tls``: the agent container's certificate paths, or null),
 then the text of mesh_probe.py. Until the mesh is complete or the timeout passes, it
 reads, once a second:
 
@@ -57,6 +58,7 @@ def look(cfg: dict[str, Any], probe: str) -> dict[str, Any]:
         sh(
             "docker", "exec", "-i", agents[0], "python3", "-",
             f"tasks.{cfg['app']}", cfg["basename"], cfg["cookie_file"],
+            json.dumps(cfg["tls"]) if cfg.get("tls") else "",
             stdin=probe,
         )
     )  # fmt: skip

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pyinfra.api.deploy import deploy
 
 from beamfleet.controller.deploys.app import LABEL_STACK, SECOND, AppSettings
+from beamfleet.controller.deploys.dist_tls import AGENT_BUNDLE_PATH, CA_PATH
 from beamfleet.controller.inventory import KeySpec, KeyTable, image_reference, positive
 from beamfleet.controller.operations import services
 from beamfleet.runtime.constants import AGENT_PORT, COOKIE_MOUNT_PATH, COOKIE_SECRET_TARGET
@@ -81,6 +82,11 @@ def agent_args(app: AppSettings, agent: AgentSettings) -> list[str]:
     that overlay: a foreign address in the answer is never connected.
     """
     subnet = ["--subnet", app.subnet] if app.subnet else []
+    tls = (
+        ["--tls-cert", AGENT_BUNDLE_PATH, "--tls-key", AGENT_BUNDLE_PATH, "--tls-ca", CA_PATH]
+        if app.tls is not None
+        else []
+    )
     return [
         "agent",
         "--source", f"dns:tasks.{app.name}",
@@ -91,12 +97,19 @@ def agent_args(app: AppSettings, agent: AgentSettings) -> list[str]:
         "--interval", f"{agent.interval:g}",
         "--cookie-file", COOKIE_MOUNT_PATH,
         "--listen", f"0.0.0.0:{agent.port}",
+        *tls,
     ]  # fmt: skip
 
 
 def agent_spec(app: AppSettings, agent: AgentSettings, cookie_secret: str) -> dict[str, object]:
     """The Engine API ``ServiceSpec`` of the agent (pure: unit-tested)."""
     uid = str(AGENT_UID)
+    secrets = [services.secret_file(cookie_secret, COOKIE_SECRET_TARGET, uid)]
+    if app.tls is not None:
+        secrets += [
+            services.secret_file(app.tls.agent, AGENT_BUNDLE_PATH.rsplit("/", 1)[1], uid),
+            services.secret_file(app.tls.ca, CA_PATH.rsplit("/", 1)[1], uid, mode=0o444),
+        ]
     return {
         "Name": agent_name(app),
         "Labels": {LABEL_STACK: app.name, "io.beamfleet.role": "agent"},
@@ -106,7 +119,7 @@ def agent_spec(app: AppSettings, agent: AgentSettings, cookie_secret: str) -> di
                 "Args": agent_args(app, agent),
                 "Init": True,
                 "StopGracePeriod": 5 * SECOND,
-                "Secrets": [services.secret_file(cookie_secret, COOKIE_SECRET_TARGET, uid)],
+                "Secrets": secrets,
                 "Healthcheck": {
                     "Test": ["CMD", "python3", "-S", "-c", _LIVEZ.format(port=agent.port)],
                     # /livez fails only after 30 s without a round; then five misses in a

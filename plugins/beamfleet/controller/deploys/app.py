@@ -30,6 +30,7 @@ from typing import Any
 
 from pyinfra.api.deploy import deploy
 
+from beamfleet.controller.deploys.dist_tls import CA_PATH, NODE_BUNDLE_PATH, DistTlsSecrets
 from beamfleet.controller.inventory import (
     KeySpec,
     KeyTable,
@@ -141,6 +142,22 @@ APP_KEYS = KeyTable(
         KeySpec("app_cpus", (int, float), "CPU limit per task", 0.5, positive),
         KeySpec("app_memory_mb", (int,), "memory limit per task (MiB)", 256, positive),
         KeySpec(
+            "app_dist_tls",
+            (bool,),
+            "TLS distribution between the nodes, the agent and the checks: certificates "
+            "from a CA on the first manager (see TLS distribution); the subnet must be a "
+            "/22 or smaller",
+            False,
+        ),
+        KeySpec(
+            "app_dist_tls_days",
+            (int,),
+            "lifetime of the nodes' and the agent's certificates (a new one is issued, and "
+            "the nodes roll to it, when a third is left)",
+            30,
+            positive,
+        ),
+        KeySpec(
             "app_healthcheck",
             (str,),
             "shell healthcheck of a task",
@@ -172,6 +189,10 @@ class AppSettings:
     cpus: float = APP_KEYS.default("app_cpus")
     memory_mb: int = APP_KEYS.default("app_memory_mb")
     healthcheck: str | None = APP_KEYS.default("app_healthcheck")
+    dist_tls: bool = APP_KEYS.default("app_dist_tls")
+    dist_tls_days: int = APP_KEYS.default("app_dist_tls_days")
+    # Not an inventory key: the certificates' secrets, set by the deploy with dist_tls.
+    tls: DistTlsSecrets | None = None
     # Not inventory keys: the rolling update's pace.
     update_parallelism: int = 1
     update_delay_s: int = 2
@@ -209,6 +230,15 @@ def app_spec(settings: AppSettings, cookie_secret: str) -> dict[str, Any]:
     uid = str(settings.user_id)
     check = settings.healthcheck or default_healthcheck(settings.basename, settings.epmd)
     update = rolling(settings)
+    secrets = [services.secret_file(cookie_secret, COOKIE_SECRET_TARGET, uid)]
+    if settings.tls is not None:
+        # the entrypoint turns these into the node's -ssl_dist_optfile (paths only)
+        env["BEAMFLEET_DIST_TLS_CERT"] = NODE_BUNDLE_PATH
+        env["BEAMFLEET_DIST_TLS_CA"] = CA_PATH
+        secrets += [
+            services.secret_file(settings.tls.node, NODE_BUNDLE_PATH.rsplit("/", 1)[1], uid),
+            services.secret_file(settings.tls.ca, CA_PATH.rsplit("/", 1)[1], uid, mode=0o444),
+        ]
     return {
         "Name": settings.name,
         "Labels": {LABEL_STACK: settings.name, "io.beamfleet.role": "app"},
@@ -218,7 +248,7 @@ def app_spec(settings: AppSettings, cookie_secret: str) -> dict[str, Any]:
                 "Env": [f"{k}={v}" for k, v in sorted(env.items())],
                 "Init": True,
                 "StopGracePeriod": 10 * SECOND,
-                "Secrets": [services.secret_file(cookie_secret, COOKIE_SECRET_TARGET, uid)],
+                "Secrets": secrets,
                 "Healthcheck": {
                     "Test": ["CMD-SHELL", check],
                     "Interval": 5 * SECOND,

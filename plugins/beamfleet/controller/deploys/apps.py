@@ -33,6 +33,7 @@ from beamfleet.controller.deploys.app import APP_KEYS, APP_NAME_MAX, AppSettings
 from beamfleet.controller.inventory import HostDataLike, KeySpec, KeyTable, docker_name
 
 PREFIX = "app_"
+TLS_SUBNET_MAX = 1024
 # What an entry of `apps` may set: every app_* key but the name (the entry's key).
 ENTRY_KEYS: dict[str, KeySpec] = {
     spec.name.removeprefix(PREFIX): spec for spec in APP_KEYS if spec.name != "app_name"
@@ -137,6 +138,8 @@ def _settings(name: str, values: Mapping[str, Any], image: str | None) -> AppSet
         cpus=float(get("cpus")),
         memory_mb=int(get("memory_mb")),
         healthcheck=get("healthcheck"),
+        dist_tls=bool(get("dist_tls")),
+        dist_tls_days=int(get("dist_tls_days")),
     )
 
 
@@ -166,6 +169,7 @@ def app_entries(
                 )
             )
         _check_side_by_side(entries, shared_cookie=bool(data.get("cookie_file")))
+    _check_tls_subnets(entries)
     if only is not None:
         entries = [e for e in entries if e.settings.name == only]
         if not entries:
@@ -177,6 +181,17 @@ def app_entries(
 def _value(values: Mapping[str, Any], key: str) -> Any:
     value = values.get(key)
     return APP_KEYS.default(f"{PREFIX}{key}") if value is None else value
+
+
+def _check_tls_subnets(entries: list[AppEntry]) -> None:
+    for e in entries:
+        subnet = ipaddress.ip_network(e.settings.subnet, strict=False)
+        if e.settings.dist_tls and subnet.num_addresses > TLS_SUBNET_MAX:
+            raise AppsError(
+                f"application {e.settings.name}: dist_tls needs a subnet of at most "
+                f"{TLS_SUBNET_MAX} addresses (a /22), not {subnet}: every address of it is a "
+                "name of the nodes' certificate; give the application a smaller subnet"
+            )
 
 
 def _check_side_by_side(entries: list[AppEntry], *, shared_cookie: bool) -> None:

@@ -28,6 +28,7 @@ from beamfleet.controller.deploys.agent import AGENT_KEYS, AgentSettings, agent_
 from beamfleet.controller.deploys.app import APP_KEYS, AppSettings, app_service
 from beamfleet.controller.deploys.apps import APPS_KEYS, AppEntry, app_entries
 from beamfleet.controller.deploys.cookie import cookie_secret
+from beamfleet.controller.deploys.dist_tls import dist_tls_secrets, probe_tls
 from beamfleet.controller.deploys.swarm import (
     removal_targets,
     remove_swarm_hosts,
@@ -67,6 +68,13 @@ CLUSTER_KEYS = KeyTable(
             False,
         ),
         KeySpec(
+            "rotate_dist_tls",
+            (bool,),
+            "`true` for one run: issue new TLS distribution certificates (same CA) and roll "
+            "the nodes and agents to them, gated on the mesh",
+            False,
+        ),
+        KeySpec(
             "rebalance",
             (bool,),
             "`true` for one run: replace the applications' tasks one at a time so they "
@@ -97,6 +105,7 @@ class ClusterSettings:
     registry: bool
     cookie_file: str | None
     rotate_cookie: bool
+    rotate_dist_tls: bool
     check_timeout: int
     roll_timeout: int
 
@@ -130,6 +139,7 @@ def cluster_settings(
         registry=bool(CLUSTER_KEYS.value(data, "image_registry")),
         cookie_file=CLUSTER_KEYS.value(data, "cookie_file"),
         rotate_cookie=bool(CLUSTER_KEYS.value(data, "rotate_cookie")),
+        rotate_dist_tls=bool(CLUSTER_KEYS.value(data, "rotate_dist_tls")),
         check_timeout=int(CLUSTER_KEYS.value(data, "check_timeout")),
         # one key for both modes' rolls (declared with the host-mode keys)
         roll_timeout=int(host_mode.HOST_KEYS.value(data, "roll_timeout")),
@@ -192,6 +202,7 @@ def mesh_gate(settings: ClusterSettings, app: AppSettings) -> MeshGate:
         agent=agent_name(app),
         cookie_file=COOKIE_MOUNT_PATH,
         timeout=settings.roll_timeout,
+        tls=probe_tls(app.dist_tls),
     )
 
 
@@ -208,7 +219,19 @@ def deploy_services(
         rotate=settings.rotate_cookie,
         cookie_file=entry.cookie_file or settings.cookie_file,
     )
-    app = AppSettings(**{**entry.settings.__dict__, "image": app_image.ref, "epmd": app_image.epmd})
+    tls = (
+        dist_tls_secrets(
+            entry.settings.name,
+            entry.settings.subnet,
+            entry.settings.dist_tls_days,
+            rotate=settings.rotate_dist_tls,
+        )
+        if entry.settings.dist_tls
+        else None
+    )
+    app = AppSettings(
+        **{**entry.settings.__dict__, "image": app_image.ref, "epmd": app_image.epmd, "tls": tls}
+    )
     agent = AgentSettings(**{**settings.agent.__dict__, "image": agent_image})
     app_service(
         settings=app,
@@ -265,6 +288,7 @@ def check_mesh() -> None:
                 agent=agent_name(entry.settings),
                 cookie_file=COOKIE_MOUNT_PATH,
                 timeout=timeout,
+                tls=probe_tls(entry.settings.dist_tls),
             )
             for entry in settings.apps
         ]

@@ -29,6 +29,7 @@ from pyinfra.context import host, state
 
 from beamfleet.controller.deploys import host_mode
 from beamfleet.controller.deploys.agent import agent_name
+from beamfleet.controller.deploys.dist_tls import probe_tls
 from beamfleet.controller.deploys.swarm import swarm_plan
 from beamfleet.controller.facts.beam import MeshReport
 from beamfleet.controller.inventory import (
@@ -154,6 +155,7 @@ def _swarm_maintenance(targets: list[str], action: str, command: str) -> None:
             agent=agent_name(e.settings),
             cookie_file=COOKIE_MOUNT_PATH,
             timeout=settings.check_timeout,
+            tls=probe_tls(e.settings.dist_tls),
         )
         for e in settings.apps
     ]

@@ -35,6 +35,8 @@ class MeshReport(FactBase[dict[str, Any]]):
     + cookie_file: the cookie's path inside the agent container
       (``beamfleet.runtime.constants.COOKIE_MOUNT_PATH``)
     + timeout: seconds to wait for a complete mesh
+    + tls: for TLS distribution, the agent container's ``(("cert", path), ("key", path),
+      ("ca", path))`` (a tuple: fact arguments must be hashable)
 
     Keys: ``desired``, ``running`` (task addresses), ``dns`` (``tasks.<app>`` answers),
     ``nodes`` (``{node: {ok, peers, error}}``), ``missing`` (``{node: [peers unseen]}``),
@@ -60,6 +62,7 @@ class MeshReport(FactBase[dict[str, Any]]):
         agent: str,
         cookie_file: str,
         timeout: float,
+        tls: tuple[tuple[str, str], ...] = (),
     ) -> str:
         return mesh_check_command(
             app=app,
@@ -68,6 +71,7 @@ class MeshReport(FactBase[dict[str, Any]]):
             agent=agent,
             cookie_file=cookie_file,
             timeout=timeout,
+            tls=dict(tls) or None,
         )
 
     @override
@@ -82,7 +86,14 @@ class MeshReport(FactBase[dict[str, Any]]):
 
 
 def mesh_check_command(
-    *, app: str, basename: str, network: str, agent: str, cookie_file: str, timeout: float
+    *,
+    app: str,
+    basename: str,
+    network: str,
+    agent: str,
+    cookie_file: str,
+    timeout: float,
+    tls: dict[str, str] | None = None,
 ) -> str:
     """The shell command behind :class:`MeshReport` (also the gate of a Swarm roll): its
     last line of output is the JSON report."""
@@ -93,6 +104,7 @@ def mesh_check_command(
         "agent": agent,
         "cookie_file": cookie_file,
         "timeout": timeout,
+        "tls": tls,
     }
     return shlex.join(
         ["python3", "-c", _asset("mesh_check.py"), json.dumps(cfg), _asset("mesh_probe.py")]

@@ -47,11 +47,12 @@ LABEL_SPEC_HASH = "io.beamfleet.spec-hash"
 SECOND = 1_000_000_000  # the Engine API counts durations in nanoseconds
 
 
-def secret_file(secret: str, target: str, uid: str) -> dict[str, Any]:
-    """A secret mounted as ``/run/secrets/<target>``, readable by ``uid`` only (0400)."""
+def secret_file(secret: str, target: str, uid: str, mode: int = 0o400) -> dict[str, Any]:
+    """A secret mounted as ``/run/secrets/<target>``, owned by ``uid`` (default: readable
+    by it only, 0400)."""
     return {
         "SecretName": secret,
-        "File": {"Name": target, "UID": uid, "GID": uid, "Mode": 0o400},
+        "File": {"Name": target, "UID": uid, "GID": uid, "Mode": mode},
     }
 
 

@@ -1,0 +1,174 @@
+"""TLS distribution certificates of one application, made and kept on a swarm manager.
+
+Shipped as the text of ``python3 -c`` (see ``beamfleet.controller.operations.dist_tls``);
+standard library and the ``openssl`` command only, no syntax newer than Python 3.7.
+Private keys are written by openssl into DIR (mode 0700, files 0600/0400) and reach Docker
+as files (``docker secret create NAME FILE``): no key is ever in an argument, an output
+or the environment.
+
+Verbs (argv after the script):
+  state DIR               print one JSON object: {"version": N (0: none), "node_not_after":
+                          epoch, "agent_not_after": epoch, "ca_not_after": epoch}
+  issue APP DIR VERSION SUBNET DAYS CA_DAYS
+                          make the CA if DIR has none (valid CA_DAYS), then version VERSION
+                          of the node certificate (every address of SUBNET as its names:
+                          OTP checks a node's certificate against the host part of its
+                          name) and of the agent's (a client only), valid DAYS, each with
+                          its key in one PEM file; create the Docker secrets
+                          APP_dist_ca.vN, APP_dist_node.vN, APP_dist_agent.vN from them
+"""
+
+from __future__ import annotations
+
+import calendar
+import ipaddress
+import json
+import os
+import subprocess
+import sys
+import time
+
+LABEL_APP = "io.beamfleet.app"
+LABEL_ROLE = "io.beamfleet.dist-tls"
+
+
+def run(*argv: str) -> str:
+    proc = subprocess.run(argv, capture_output=True, check=False)
+    if proc.returncode != 0:
+        sys.exit(f"{argv[0]} {argv[1]}: {proc.stderr.decode(errors='replace').strip()[-400:]}")
+    return proc.stdout.decode()
+
+
+def not_after(cert: str) -> int | None:
+    """The certificate's expiry (epoch seconds), or None when the file is missing."""
+    if not os.path.exists(cert):
+        return None
+    text = run("openssl", "x509", "-enddate", "-noout", "-in", cert).strip()
+    stamp = text.split("=", 1)[1]  # e.g. "Dec 30 07:35:00 2026 GMT"
+    return calendar.timegm(time.strptime(stamp, "%b %d %H:%M:%S %Y %Z"))
+
+
+def state(directory: str) -> None:
+    try:
+        with open(os.path.join(directory, "current")) as f:
+            version = int(f.read().strip() or 0)
+    except (OSError, ValueError):
+        version = 0
+    here = os.path.join(directory, f"v{version}")
+    print(
+        json.dumps(
+            {
+                "version": version,
+                "node_not_after": not_after(os.path.join(here, "node.crt")),
+                "agent_not_after": not_after(os.path.join(here, "agent.crt")),
+                "ca_not_after": not_after(os.path.join(directory, "ca.pem")),
+            }
+        )
+    )
+
+
+def _extensions(path: str, names: list[str]) -> None:
+    lines = [
+        "basicConstraints=critical,CA:FALSE",
+        "keyUsage=critical,digitalSignature",
+        "extendedKeyUsage=serverAuth,clientAuth",
+    ]
+    if names:
+        lines.append("subjectAltName=" + ",".join(names))
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def _leaf(
+    *, directory: str, here: str, role: str, subject: str, names: list[str], days: int
+) -> str:
+    key, csr, crt = (os.path.join(here, f"{role}.{ext}") for ext in ("key", "csr", "crt"))
+    ext = os.path.join(here, f"{role}.ext")
+    _extensions(ext, names)
+    run(
+        "openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+        "-nodes", "-keyout", key, "-out", csr, "-subj", subject,
+    )  # fmt: skip
+    run(
+        "openssl", "x509", "-req", "-in", csr, "-CA", os.path.join(directory, "ca.pem"),
+        "-CAkey", os.path.join(directory, "ca.key"), "-set_serial",
+        str(int.from_bytes(os.urandom(15), "big")), "-days", str(days), "-sha256",
+        "-extfile", ext, "-out", crt,
+    )  # fmt: skip
+    bundle = os.path.join(here, f"{role}.pem")
+    with open(bundle, "w") as out:
+        for part in (crt, key):
+            with open(part) as f:
+                out.write(f.read())
+    os.chmod(bundle, 0o400)
+    os.remove(key)
+    os.remove(csr)
+    return bundle
+
+
+def _secret(app: str, name: str, role: str, path: str) -> None:
+    listed = run("docker", "secret", "ls", "-q", "--filter", f"name={name}").split()
+    if listed:
+        return  # made by an earlier, interrupted run: same version, same files
+    run(
+        "docker", "secret", "create", "--label", f"{LABEL_APP}={app}",
+        "--label", f"{LABEL_ROLE}={role}", name, path,
+    )  # fmt: skip
+
+
+def issue(*, app: str, directory: str, version: int, subnet: str, days: int, ca_days: int) -> None:
+    os.umask(0o077)
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    ca_key, ca_pem = os.path.join(directory, "ca.key"), os.path.join(directory, "ca.pem")
+    if not os.path.exists(ca_key):
+        run(
+            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+            "-nodes", "-keyout", ca_key, "-out", ca_pem, "-days", str(ca_days), "-sha256",
+            "-subj", f"/CN=beamfleet {app} distribution CA",
+            "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+        )  # fmt: skip
+        os.chmod(ca_key, 0o400)
+        os.chmod(ca_pem, 0o444)
+    here = os.path.join(directory, f"v{version}")
+    os.makedirs(here, mode=0o700, exist_ok=True)
+    hosts = [str(h) for h in ipaddress.ip_network(subnet).hosts()]
+    names = [f"DNS:{h}" for h in hosts] + [f"IP:{h}" for h in hosts]
+    node = _leaf(
+        directory=directory,
+        here=here,
+        role="node",
+        subject=f"/CN={app} node",
+        names=names,
+        days=days,
+    )
+    agent = _leaf(
+        directory=directory,
+        here=here,
+        role="agent",
+        subject=f"/CN={app} agent",
+        names=[],
+        days=days,
+    )
+    _secret(app, f"{app}_dist_ca.v{version}", "ca", ca_pem)
+    _secret(app, f"{app}_dist_node.v{version}", "node", node)
+    _secret(app, f"{app}_dist_agent.v{version}", "agent", agent)
+    with open(os.path.join(directory, "current"), "w") as f:
+        f.write(f"{version}\n")
+
+
+def main(argv: list[str]) -> None:
+    if argv[:1] == ["state"] and len(argv) == 2:
+        state(argv[1])
+    elif argv[:1] == ["issue"] and len(argv) == 7:
+        app, directory, version, subnet, days, ca_days = argv[1:]
+        issue(
+            app=app, directory=directory, version=int(version), subnet=subnet,
+            days=int(days), ca_days=int(ca_days),
+        )  # fmt: skip
+    else:
+        sys.exit("usage: state DIR | issue APP DIR VERSION SUBNET DAYS CA_DAYS")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

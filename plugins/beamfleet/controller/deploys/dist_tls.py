@@ -1,0 +1,129 @@
+"""TLS distribution for an application on Swarm (``app_dist_tls: true``).
+
+The acting manager keeps a CA per application (``/var/lib/beamfleet/tls/<app>``, root
+only; made the first time, never printed, like the cookie) and issues from it, with
+openssl, short-lived certificates as Docker secrets:
+
+* ``<app>_dist_node.v<N>``: the nodes' certificate and key in one PEM file (0400, the
+  image's user). Every address of the application's subnet is one of its names: OTP checks
+  a node's certificate against the host part of its name, and a task's address is only
+  known when it starts. So a node proves it belongs to the application (its CA) and to
+  the subnet; all tasks share it.
+* ``<app>_dist_agent.v<N>``: the agent's (a client: it connects, it is never connected to).
+* ``<app>_dist_ca.v<N>``: the CA certificate the nodes and the agent trust.
+
+Nodes run ``-proto_dist inet_tls`` with verification both ways (``verify_peer``,
+``fail_if_no_peer_cert``) and TLS 1.3 only; the image's entrypoint writes the options
+file (paths only). A new version is issued when none exists, when a third of the
+lifetime is left, or with ``rotate_dist_tls: true``; the services then roll to it, gated
+on the mesh (old and new certificates share the CA).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from pyinfra.api.deploy import deploy
+from pyinfra.context import host
+
+from beamfleet.controller.facts.dist_tls import DistTlsCerts, DistTlsState
+from beamfleet.controller.operations import dist_tls
+
+TLS_ROOT = "/var/lib/beamfleet/tls"
+CA_DAYS = 3650
+# Where the secrets are mounted in the application's and the agent's containers.
+NODE_BUNDLE_PATH = "/run/secrets/dist_node.pem"
+AGENT_BUNDLE_PATH = "/run/secrets/dist_agent.pem"
+CA_PATH = "/run/secrets/dist_ca.pem"
+DAY = 86_400
+
+
+def probe_tls(dist_tls: bool) -> tuple[tuple[str, str], ...]:
+    """The agent container's certificate paths for a look at the mesh (``()``: plain)."""
+    if not dist_tls:
+        return ()
+    return (("cert", AGENT_BUNDLE_PATH), ("key", AGENT_BUNDLE_PATH), ("ca", CA_PATH))
+
+
+@dataclass(frozen=True)
+class DistTlsSecrets:
+    """The secrets of one version of an application's certificates."""
+
+    app: str
+    version: int
+    not_after: int | None = None  # the node certificate's expiry, when known
+
+    @property
+    def ca(self) -> str:
+        return f"{self.app}_dist_ca.v{self.version}"
+
+    @property
+    def node(self) -> str:
+        return f"{self.app}_dist_node.v{self.version}"
+
+    @property
+    def agent(self) -> str:
+        return f"{self.app}_dist_agent.v{self.version}"
+
+
+@dataclass(frozen=True)
+class DistTlsPlan:
+    secrets: DistTlsSecrets
+    issue: str | None  # why a new version is issued, or None
+
+
+def plan_dist_tls(
+    app: str, certs: DistTlsCerts, *, now: float, days: int, rotate: bool
+) -> DistTlsPlan:
+    """Which version the services use, and whether to issue it first (pure).
+
+    A new version when there is none, on ``rotate``, when a third of ``days`` or less is
+    left on the node or agent certificate, or when the CA expires before a new
+    certificate would.
+    """
+    left = [t - now for t in (certs.node_not_after, certs.agent_not_after) if t is not None]
+    reason: str | None = None
+    if certs.version == 0:
+        reason = "no certificates yet"
+    elif rotate:
+        reason = "rotate_dist_tls"
+    elif len(left) < 2:
+        reason = "a certificate of the current version is missing"
+    elif min(left) <= days * DAY / 3:
+        reason = f"{max(0, int(min(left) // DAY))} days left"
+    if certs.ca_not_after is not None and certs.ca_not_after - now < days * DAY:
+        raise DistTlsError(
+            f"the {app} distribution CA expires in {int((certs.ca_not_after - now) // DAY)} "
+            f"days, before a new certificate would: renew the CA (remove "
+            f"{TLS_ROOT}/{app} on the manager and roll every node) or lower app_dist_tls_days"
+        )
+    if reason is None:
+        return DistTlsPlan(DistTlsSecrets(app, certs.version, certs.node_not_after), None)
+    version = certs.version + 1
+    return DistTlsPlan(DistTlsSecrets(app, version, int(now) + days * DAY), reason)
+
+
+class DistTlsError(Exception):
+    """The application's certificates cannot be issued; the message says what to do."""
+
+
+def dist_tls_secrets(app: str, subnet: str, days: int, rotate: bool) -> DistTlsSecrets:
+    """Ensure ``app``'s certificates on the acting manager; return the secrets to mount."""
+    directory = f"{TLS_ROOT}/{app}"
+    plan = plan_dist_tls(
+        app, host.get_fact(DistTlsState, directory=directory), now=time.time(), days=days,
+        rotate=rotate,
+    )  # fmt: skip
+    if plan.issue is not None:
+        _issue(app=app, directory=directory, plan=plan, subnet=subnet, days=days)
+    return plan.secrets
+
+
+@deploy("TLS distribution")
+def _issue(app: str, directory: str, plan: DistTlsPlan, subnet: str, days: int) -> None:
+    dist_tls.certificates_issued(
+        name=f"Certificates {plan.secrets.node}, {plan.secrets.agent} ({plan.issue})",
+        app=app, directory=directory, version=plan.secrets.version, subnet=subnet,
+        days=days, ca_days=CA_DAYS,
+    )  # fmt: skip

@@ -1,0 +1,80 @@
+"""TLS distribution on Swarm: when certificates are issued, and what the services mount."""
+
+from __future__ import annotations
+
+import pytest
+
+from beamfleet.controller.deploys.agent import AgentSettings, agent_spec
+from beamfleet.controller.deploys.app import AppSettings, app_spec
+from beamfleet.controller.deploys.apps import AppsError, app_entries
+from beamfleet.controller.deploys.dist_tls import (
+    DAY,
+    DistTlsError,
+    DistTlsSecrets,
+    plan_dist_tls,
+)
+from beamfleet.controller.facts.dist_tls import DistTlsCerts
+
+NOW = 1_800_000_000.0
+
+
+def certs(version: int, node_days: float, ca_days: float = 3000) -> DistTlsCerts:
+    return DistTlsCerts(
+        version=version,
+        node_not_after=int(NOW + node_days * DAY),
+        agent_not_after=int(NOW + node_days * DAY),
+        ca_not_after=int(NOW + ca_days * DAY),
+    )
+
+
+def test_the_first_run_issues_version_one() -> None:
+    plan = plan_dist_tls("demo", DistTlsCerts(), now=NOW, days=30, rotate=False)
+    assert plan.issue == "no certificates yet"
+    assert (plan.secrets.node, plan.secrets.agent, plan.secrets.ca) == (
+        "demo_dist_node.v1", "demo_dist_agent.v1", "demo_dist_ca.v1",
+    )  # fmt: skip
+
+
+def test_a_fresh_version_is_kept_and_one_with_a_third_left_is_renewed() -> None:
+    kept = plan_dist_tls("demo", certs(3, node_days=25), now=NOW, days=30, rotate=False)
+    assert kept.issue is None and kept.secrets.version == 3
+    renewed = plan_dist_tls("demo", certs(3, node_days=9), now=NOW, days=30, rotate=False)
+    assert renewed.issue == "9 days left" and renewed.secrets.version == 4
+
+
+def test_rotation_and_a_missing_certificate_issue_a_new_version() -> None:
+    assert plan_dist_tls("demo", certs(2, 29), now=NOW, days=30, rotate=True).issue == (
+        "rotate_dist_tls"
+    )
+    gone = DistTlsCerts(version=2, node_not_after=None, agent_not_after=int(NOW + 9e5))
+    assert "missing" in (plan_dist_tls("demo", gone, now=NOW, days=30, rotate=False).issue or "")
+
+
+def test_a_ca_that_expires_before_a_new_certificate_is_an_error_with_its_fix() -> None:
+    with pytest.raises(DistTlsError, match=r"CA expires in 10 days.*app_dist_tls_days"):
+        plan_dist_tls("demo", certs(2, 29, ca_days=10), now=NOW, days=30, rotate=False)
+
+
+def test_tls_services_mount_the_certificates_and_pass_paths_only() -> None:
+    tls = DistTlsSecrets("demo", 2)
+    app = AppSettings(name="demo", image="demo:1", tls=tls)
+    spec = app_spec(app, "demo_cookie.v1")
+    container = spec["TaskTemplate"]["ContainerSpec"]
+    mounted = {s["SecretName"]: s["File"] for s in container["Secrets"]}
+    assert mounted["demo_dist_node.v2"] == {
+        "Name": "dist_node.pem", "UID": "10001", "GID": "10001", "Mode": 0o400,
+    }  # fmt: skip
+    assert mounted["demo_dist_ca.v2"]["Mode"] == 0o444
+    assert "BEAMFLEET_DIST_TLS_CERT=/run/secrets/dist_node.pem" in container["Env"]
+    agent = agent_spec(app, AgentSettings(image="agent:1"), "demo_cookie.v1")
+    args = agent["TaskTemplate"]["ContainerSpec"]["Args"]  # type: ignore[index]
+    assert args[args.index("--tls-cert") + 1] == "/run/secrets/dist_agent.pem"
+    plain = app_spec(AppSettings(name="demo", image="demo:1"), "demo_cookie.v1")
+    assert not any("DIST_TLS" in e for e in plain["TaskTemplate"]["ContainerSpec"]["Env"])
+
+
+def test_tls_needs_a_subnet_whose_addresses_fit_in_a_certificate() -> None:
+    data = {"app_dist_tls": True, "app_subnet": "10.234.0.0/16"}
+    with pytest.raises(AppsError, match=r"dist_tls needs a subnet of at most 1024 addresses"):
+        app_entries(data)
+    assert app_entries({"app_dist_tls": True, "app_subnet": "10.234.0.0/22"})
