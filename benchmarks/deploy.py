@@ -22,7 +22,8 @@ For comparison, Ansible community.docker on such hosts: 32 s cold, 8 s unchanged
   cluster-maintenance  the Swarm workers drained, rebooted and brought back one at a time
   cluster-roll   a new version of the demo (its image plus one small layer) rolled over the
                  6 tasks, one at a time, each new node in the complete mesh before the next
-                 (seconds in all and per task, as cluster.py prints them)
+                 (seconds in all and per task, as cluster.py prints them);
+                 cluster-roll-swarm: Swarm's own roll of the same tasks, for comparison
 
 Extending: append a Phase to PHASES (e.g. the cluster deploy's phases); each gets the
 Bench context (lab handle, `bench.pyinfra(deploy, *args)`) and returns a PhaseResult.
@@ -281,6 +282,19 @@ def cluster_roll(bench: Bench) -> PhaseResult:
     )
 
 
+def cluster_roll_swarm(bench: Bench) -> PhaseResult:
+    """For comparison: Swarm's own rolling update of the same 6 tasks (start-first, 2 s
+    apart, each watched 15 s; `docker service update --force` returns when it converged),
+    gated on nothing but each task's healthcheck."""
+    b = _cluster(bench)
+    manager = b.lab.load().hosts[0].name
+    argv = b.lab.ssh_argv(manager, ["docker service update --force --quiet demo >/dev/null"])
+    start = time.monotonic()
+    subprocess.run(argv, check=True, timeout=900)
+    seconds = time.monotonic() - start
+    return PhaseResult(seconds, 0, note=f"{seconds / 6:.1f} s per task, no mesh gate")
+
+
 def host_roll(bench: Bench) -> PhaseResult:
     b, _, v2 = _host(bench)
     hosts = len(b.lab.load().hosts)
@@ -306,6 +320,7 @@ PHASES: list[Phase] = [
     Phase("cluster-add-host", cluster_add_host, "<= 90 s to a complete mesh"),
     Phase("cluster-maintenance", cluster_maintenance, "workers one at a time (-)"),
     Phase("cluster-roll", cluster_roll, "6 tasks, each in the complete mesh before the next"),
+    Phase("cluster-roll-swarm", cluster_roll_swarm, "the same by Swarm alone (comparison)"),
     Phase("host-cold", host_cold, "3 bare hosts to a complete mesh (-)"),
     Phase("host-rerun", host_rerun, "<= 4 s, 0 changes"),
     Phase("host-add-host", host_add_host, "<= 30 s to a complete mesh"),

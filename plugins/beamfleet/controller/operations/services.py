@@ -159,6 +159,10 @@ def service(
                 yield swarm_roll.gated_roll_command(desired, dict(live), gate, networks)
                 return
             logger.warning(f"{host.name}: service {name} rolls without the mesh gate: {reason}")
+            # Swarm's own roll then; wait for its outcome, so the run reports a rollback
+            # (and a later change does not land in the middle of it).
+            replicas = int(((desired.get("Mode") or {}).get("Replicated") or {}).get("Replicas", 1))
+            wait_rollout = wait_rollout or float(60 + replicas * gate.timeout)
     yield apply_service_command(desired)
     if wait_rollout is not None and current is not None:
         yield engine_api_command("wait-rollout", name, f"{wait_rollout:g}")
