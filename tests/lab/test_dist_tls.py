@@ -56,6 +56,12 @@ def assert_complete(lab: LabHandle, *, tls: bool) -> None:
         assert f"{app}: {REPLICAS} desired, {REPLICAS} running, {REPLICAS} in DNS, complete" in (
             run.stderr
         ), run.stderr
+    if tls:  # the certificates' expiry, in days
+        assert re.search(
+            r"demo: TLS distribution certificates v\d+: the nodes' expire "
+            r"\d{4}-\d\d-\d\d \((29|30) days\)",
+            run.stderr,
+        ), run.stderr
 
 
 def agent_container(lab: LabHandle, app: str, host: str = MANAGER) -> str:

@@ -11,6 +11,7 @@ from beamfleet.controller.deploys.dist_tls import (
     DAY,
     DistTlsError,
     DistTlsSecrets,
+    describe_certificates,
     plan_dist_tls,
 )
 from beamfleet.controller.facts.dist_tls import DistTlsCerts
@@ -78,3 +79,10 @@ def test_tls_needs_a_subnet_whose_addresses_fit_in_a_certificate() -> None:
     with pytest.raises(AppsError, match=r"dist_tls needs a subnet of at most 1024 addresses"):
         app_entries(data)
     assert app_entries({"app_dist_tls": True, "app_subnet": "10.234.0.0/22"})
+
+
+def test_check_reports_when_the_certificates_expire() -> None:
+    line = describe_certificates(certs(2, node_days=20), now=NOW)
+    assert line.startswith("TLS distribution certificates v2: the nodes' expire 2027-02-04")
+    assert "(20 days)" in line and "the CA " in line
+    assert "no certificates" in describe_certificates(DistTlsCerts(), now=NOW)

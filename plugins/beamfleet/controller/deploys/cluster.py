@@ -16,6 +16,7 @@ read from the acting manager's data (``--data key=value`` overrides it for a run
 from __future__ import annotations
 
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +29,12 @@ from beamfleet.controller.deploys.agent import AGENT_KEYS, AgentSettings, agent_
 from beamfleet.controller.deploys.app import APP_KEYS, AppSettings, app_service
 from beamfleet.controller.deploys.apps import APPS_KEYS, AppEntry, app_entries
 from beamfleet.controller.deploys.cookie import cookie_secret
-from beamfleet.controller.deploys.dist_tls import dist_tls_secrets, probe_tls
+from beamfleet.controller.deploys.dist_tls import (
+    describe_certificates,
+    dist_tls_secrets,
+    probe_tls,
+    tls_directory,
+)
 from beamfleet.controller.deploys.swarm import (
     removal_targets,
     remove_swarm_hosts,
@@ -36,6 +42,7 @@ from beamfleet.controller.deploys.swarm import (
     swarm_plan,
 )
 from beamfleet.controller.facts.beam import MeshReport, render_mesh
+from beamfleet.controller.facts.dist_tls import DistTlsState
 from beamfleet.controller.inventory import (
     KeySpec,
     KeyTable,
@@ -292,12 +299,18 @@ def check_mesh() -> None:
             )
             for entry in settings.apps
         ]
+        for entry, report in zip(settings.apps, reports, strict=True):
+            if entry.settings.dist_tls:
+                certs = host.get_fact(DistTlsState, directory=tls_directory(entry.settings.name))
+                report["tls"] = describe_certificates(certs, now=time.time())
     else:
         return
     incomplete = []
     for report in reports:
         # stderr: stdout stays clean for `pyinfra --json`
         print(render_mesh(report), file=sys.stderr, flush=True)
+        if report.get("tls"):
+            print(f"{report.get('app')}: {report['tls']}", file=sys.stderr, flush=True)
         if not report.get("complete"):
             incomplete.append(
                 f"the {report.get('app')} mesh is not complete after {timeout} s: "

@@ -108,9 +108,32 @@ class DistTlsError(Exception):
     """The application's certificates cannot be issued; the message says what to do."""
 
 
+def tls_directory(app: str) -> str:
+    """Where the acting manager keeps ``app``'s CA and certificates."""
+    return f"{TLS_ROOT}/{app}"
+
+
+def describe_certificates(certs: DistTlsCerts, *, now: float) -> str:
+    """One line for check.py: the version in use and when its certificates expire."""
+    if certs.version == 0:
+        return "TLS distribution: no certificates on this manager (run deploys/cluster.py)"
+
+    def until(stamp: int | None) -> str:
+        if stamp is None:
+            return "missing"
+        day = time.strftime("%Y-%m-%d", time.gmtime(stamp))
+        return f"{day} ({(stamp - now) / DAY:.0f} days)"
+
+    return (
+        f"TLS distribution certificates v{certs.version}: the nodes' expire "
+        f"{until(certs.node_not_after)}, the agent's {until(certs.agent_not_after)}, "
+        f"the CA {until(certs.ca_not_after)}"
+    )
+
+
 def dist_tls_secrets(app: str, subnet: str, days: int, rotate: bool) -> DistTlsSecrets:
     """Ensure ``app``'s certificates on the acting manager; return the secrets to mount."""
-    directory = f"{TLS_ROOT}/{app}"
+    directory = tls_directory(app)
     plan = plan_dist_tls(
         app, host.get_fact(DistTlsState, directory=directory), now=time.time(), days=days,
         rotate=rotate,
