@@ -177,3 +177,24 @@ def test_new_certificates_roll_one_node_at_a_time_keeping_the_mesh(lab: LabHandl
     assert lasting_gaps(watcher.samples) == [], watcher.samples
     assert_complete(lab, tls=True)
     print(f"certificate rotation: {run.seconds:.1f} s, {len(watcher.samples)} samples")
+
+
+def test_the_agent_reports_when_each_nodes_certificate_expires(lab: LabHandle) -> None:
+    """Each agent reports the nodes it drives (rendezvous): together, every node."""
+    fetch = (
+        "import urllib.request; "
+        "print(urllib.request.urlopen('http://127.0.0.1:9568/metrics').read().decode())"
+    )
+    expiries: dict[str, int] = {}
+    for host in (MANAGER, WORKER):
+        agent = agent_container(lab, "demo", host)
+        metrics = lab.ssh(host, f"docker exec {agent} python3 -c {shlex.quote(fetch)}")
+        found = re.findall(
+            r'^beamfleet_agent_node_cert_expiry_seconds\{node="(demo@[\d.]+)"\} (\d+)$',
+            metrics,
+            re.M,
+        )
+        expiries.update((node, int(stamp)) for node, stamp in found)
+    assert sorted(expiries) == sorted(f"demo@{ip}" for ip in task_ips(lab, "demo", "10.234.0."))
+    now = float(lab.ssh(MANAGER, "date +%s"))
+    assert all(29 * 86400 < e - now <= 30 * 86400 + 60 for e in expiries.values()), expiries

@@ -71,6 +71,16 @@ def test_series_of_a_node_no_longer_owned_are_removed(tmp_path: Path) -> None:
     assert f'beamfleet_agent_node_reachable{{node="{A}"}} 1' in second
 
 
+def test_a_tls_nodes_certificate_expiry_is_a_metric(tmp_path: Path) -> None:
+    cluster = FakeCluster([A, B])
+    cluster.cert_expiry[A] = 1_900_000_000.0  # A runs TLS distribution, B plain TCP
+    agent, _ = make_agent(tmp_path, ListSource([{A, B}]), cluster, [0.0])
+    run(agent.poll_once())
+    text = agent.metrics.render()
+    assert f'beamfleet_agent_node_cert_expiry_seconds{{node="{A}"}} 1900000000' in text
+    assert f'beamfleet_agent_node_cert_expiry_seconds{{node="{B}"}}' not in text
+
+
 def test_metrics_drop_series_by_label() -> None:
     m = Metrics()
     m.set("g", 1, node="x")

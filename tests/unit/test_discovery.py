@@ -42,6 +42,7 @@ class FakeCluster:
         self.slow, self.dead, self.bad_cookie = set(slow), set(dead), set(bad_cookie)
         self.calls: list[tuple[str, str, str]] = []
         self.leaves: list[tuple[str, list[str]]] = []
+        self.cert_expiry: dict[str, float] = {}  # nodes on TLS distribution
 
     def link(self, node: str) -> FakeLink:
         return FakeLink(self, node)
@@ -61,6 +62,10 @@ class FakeLink:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def peer_cert_not_after(self) -> float | None:
+        return self.cluster.cert_expiry.get(self.node)
 
     async def nodes(self, kind: str = "visible", *, timeout: float | None = None) -> list[str]:
         return sorted(self.cluster.visible[self.node])

@@ -193,6 +193,9 @@ class Agent:
             self.metrics.set(
                 "beamfleet_agent_node_reachable", 1.0 if node in live else 0.0, node=node
             )
+            expiry = live[node].peer_cert_not_after if node in live else None
+            if expiry is not None:
+                self.metrics.set("beamfleet_agent_node_cert_expiry_seconds", expiry, node=node)
         if answer.complete:
             # only a round in which every source answered brings a removal closer
             self.mesh.last_success = self.clock()

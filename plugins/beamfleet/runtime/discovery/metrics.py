@@ -22,6 +22,10 @@ _HELP = {
     ),
     "beamfleet_agent_owned_nodes": ("gauge", "Nodes this agent drives."),
     "beamfleet_agent_node_reachable": ("gauge", "1 when the agent holds a connection to the node."),
+    "beamfleet_agent_node_cert_expiry_seconds": (
+        "gauge",
+        "TLS distribution: when the node's certificate expires (Unix time).",
+    ),
     "beamfleet_agent_dns_tcp_retries_total": ("counter", "Truncated UDP answers retried on TCP."),
     "beamfleet_agent_healthy": ("gauge", "1 when /readyz answers 200."),
 }
@@ -35,6 +39,11 @@ def _labels(labels: dict[str, str]) -> str:
         for k, v in labels.items()
     }
     return "{" + ",".join(f'{k}="{v}"' for k, v in sorted(esc.items())) + "}"
+
+
+def _number(value: float) -> str:
+    """Every digit (``{:g}`` would print a Unix time as 1.79603e+09)."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
 @dataclass
@@ -88,7 +97,7 @@ class Metrics:
             lines += [f"# HELP {name} {text}", f"# TYPE {name} {kind}"]
             for (n, labels), v in sorted(self.values.items()):
                 if n == name:
-                    lines.append(f"{name}{_labels(dict(labels))} {v:g}")
+                    lines.append(f"{name}{_labels(dict(labels))} {_number(v)}")
         h = "beamfleet_agent_convergence_seconds"
         lines += [
             f"# HELP {h} Time from a peer entering the desired set to every owned node seeing it.",

@@ -349,6 +349,17 @@ class NodeConnection:
         return None if ssl_object is None else str(ssl_object.version())
 
     @property
+    def peer_cert_not_after(self) -> float | None:
+        """When the node's TLS certificate expires (epoch seconds); None on plain TCP."""
+        if self._transport is None:
+            return None
+        ssl_object = self._transport.get_extra_info("ssl_object")
+        cert = None if ssl_object is None else ssl_object.getpeercert()
+        if not cert or "notAfter" not in cert:
+            return None
+        return float(ssl.cert_time_to_seconds(str(cert["notAfter"])))
+
+    @property
     def peer_flags(self) -> int:
         """Capability flags the peer announced in the handshake."""
         return self._peer_flags
