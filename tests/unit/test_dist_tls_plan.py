@@ -13,6 +13,7 @@ from beamfleet.controller.deploys.dist_tls import (
     DistTlsSecrets,
     describe_certificates,
     plan_dist_tls,
+    stale_secrets,
 )
 from beamfleet.controller.facts.dist_tls import DistTlsCerts
 
@@ -86,3 +87,16 @@ def test_check_reports_when_the_certificates_expire() -> None:
     assert line.startswith("TLS distribution certificates v2: the nodes' expire 2027-02-04")
     assert "(20 days)" in line and "the CA " in line
     assert "no certificates" in describe_certificates(DistTlsCerts(), now=NOW)
+
+
+def test_earlier_versions_no_service_mounts_are_stale() -> None:
+    current = DistTlsSecrets("demo", 3)
+    existing = [
+        "demo_dist_ca.v1", "demo_dist_node.v1", "demo_dist_agent.v1",
+        "demo_dist_node.v2", "demo_dist_node.v3", "demo_dist_ca.v3", "demo_cookie.v1",
+        "demo2_dist_node.v1",
+    ]  # fmt: skip
+    in_use = {"demo_dist_node.v2", "demo_cookie.v1"}  # v2 still mounted: the roll is to come
+    assert stale_secrets("demo", current, existing, in_use) == [
+        "demo_dist_agent.v1", "demo_dist_ca.v1", "demo_dist_node.v1",
+    ]  # fmt: skip

@@ -25,9 +25,9 @@ from pyinfra.api.hiddenvalue import HiddenValue
 from pyinfra.context import host
 
 from beamfleet.controller.facts.secrets import SwarmSecrets
-from beamfleet.controller.facts.services import SwarmServices
 from beamfleet.controller.inventory import InventoryValidationError
 from beamfleet.controller.operations import secrets
+from beamfleet.controller.operations.services import secrets_in_use
 from beamfleet.runtime.erlang_dist.cookie import CookieFileError, read_cookie_file
 
 LABEL_COOKIE = "io.beamfleet.cookie"
@@ -104,22 +104,13 @@ def read_cookie_value(path: str) -> HiddenValue:
     return HiddenValue(value, masked_value="*COOKIE*")  # type: ignore[no-untyped-call]
 
 
-def _secrets_in_use() -> set[str]:
-    used: set[str] = set()
-    for svc in host.get_fact(SwarmServices).values():
-        template = (svc.get("Spec") or {}).get("TaskTemplate") or {}
-        for ref in (template.get("ContainerSpec") or {}).get("Secrets") or []:
-            used.add(str(ref.get("SecretName")))
-    return used
-
-
 def cookie_secret(app: str, rotate: bool = False, cookie_file: str | None = None) -> str:
     """Ensure the cookie secret of ``app`` (on the acting manager); return its name."""
     value = read_cookie_value(cookie_file) if cookie_file else None
     plan = plan_cookie(
         app,
         host.get_fact(SwarmSecrets),
-        _secrets_in_use(),
+        secrets_in_use(),
         rotate=rotate,
         value=value.unmask() if value is not None else None,
     )

@@ -22,13 +22,17 @@ on the mesh (old and new certificates share the CA).
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from pyinfra.api.deploy import deploy
 from pyinfra.context import host
 
 from beamfleet.controller.facts.dist_tls import DistTlsCerts, DistTlsState
-from beamfleet.controller.operations import dist_tls
+from beamfleet.controller.facts.secrets import SwarmSecrets
+from beamfleet.controller.operations import dist_tls, secrets
+from beamfleet.controller.operations.services import secrets_in_use
 
 TLS_ROOT = "/var/lib/beamfleet/tls"
 CA_DAYS = 3650
@@ -131,13 +135,33 @@ def describe_certificates(certs: DistTlsCerts, *, now: float) -> str:
     )
 
 
+def stale_secrets(
+    app: str, current: DistTlsSecrets, existing: Iterable[str], in_use: set[str]
+) -> list[str]:
+    """Earlier versions' secrets of ``app`` that no service mounts any more (pure)."""
+    keep = {current.ca, current.node, current.agent}
+    prefixes = tuple(f"{app}_dist_{role}.v" for role in ("ca", "node", "agent"))
+    return sorted(
+        name
+        for name in existing
+        if name.startswith(prefixes) and name not in keep and name not in in_use
+    )
+
+
 def dist_tls_secrets(app: str, subnet: str, days: int, rotate: bool) -> DistTlsSecrets:
-    """Ensure ``app``'s certificates on the acting manager; return the secrets to mount."""
+    """Ensure ``app``'s certificates on the acting manager; return the secrets to mount.
+
+    Earlier versions no service mounts any more are removed (the ones the services still
+    mount go on the run after they rolled).
+    """
     directory = tls_directory(app)
     plan = plan_dist_tls(
         app, host.get_fact(DistTlsState, directory=directory), now=time.time(), days=days,
         rotate=rotate,
     )  # fmt: skip
+    existing: dict[str, dict[str, Any]] = host.get_fact(SwarmSecrets)
+    for old in stale_secrets(app, plan.secrets, existing, secrets_in_use()):
+        secrets.absent(name=f"Remove unused certificate secret {old}", secret=old)
     if plan.issue is not None:
         _issue(app=app, directory=directory, plan=plan, subnet=subnet, days=days)
     return plan.secrets

@@ -168,6 +168,16 @@ def service(
         yield engine_api_command("wait-rollout", name, f"{wait_rollout:g}")
 
 
+def secrets_in_use() -> set[str]:
+    """The secrets some service of the swarm mounts (read on a manager)."""
+    used: set[str] = set()
+    for svc in host.get_fact(SwarmServices).values():
+        template = (svc.get("Spec") or {}).get("TaskTemplate") or {}
+        for ref in (template.get("ContainerSpec") or {}).get("Secrets") or []:
+            used.add(str(ref.get("SecretName")))
+    return used
+
+
 def network_names(networks: dict[str, dict[str, Any]]) -> dict[str, str]:
     """``{network ID: name}`` from :class:`~beamfleet.controller.facts.swarm.SwarmNetworks`."""
     return {str(net["Id"]): name for name, net in networks.items() if net.get("Id")}
