@@ -8,7 +8,8 @@ or the environment.
 
 Verbs (argv after the script):
   state DIR               print one JSON object: {"version": N (0: none), "node_not_after":
-                          epoch, "agent_not_after": epoch, "ca_not_after": epoch}
+                          epoch, "agent_not_after": epoch, "ca_not_after": epoch}, as
+                          `issue` recorded them (reads no key)
   issue APP DIR VERSION SUBNET DAYS CA_DAYS
                           make the CA if DIR has none (valid CA_DAYS), then version VERSION
                           of the node certificate (every address of SUBNET as its names:
@@ -39,29 +40,29 @@ def run(*argv: str) -> str:
     return proc.stdout.decode()
 
 
-def not_after(cert: str) -> int | None:
-    """The certificate's expiry (epoch seconds), or None when the file is missing."""
-    if not os.path.exists(cert):
-        return None
+def not_after(cert: str) -> int:
+    """The certificate's expiry (epoch seconds)."""
     text = run("openssl", "x509", "-enddate", "-noout", "-in", cert).strip()
     stamp = text.split("=", 1)[1]  # e.g. "Dec 30 07:35:00 2026 GMT"
     return calendar.timegm(time.strptime(stamp, "%b %d %H:%M:%S %Y %Z"))
 
 
 def state(directory: str) -> None:
+    """Reads what ``issue`` recorded: no key, and no openssl needed."""
     try:
         with open(os.path.join(directory, "current")) as f:
             version = int(f.read().strip() or 0)
+        with open(os.path.join(directory, f"v{version}", "expiry.json")) as f:
+            expiry = json.load(f)
     except (OSError, ValueError):
-        version = 0
-    here = os.path.join(directory, f"v{version}")
+        version, expiry = 0, {}
     print(
         json.dumps(
             {
                 "version": version,
-                "node_not_after": not_after(os.path.join(here, "node.crt")),
-                "agent_not_after": not_after(os.path.join(here, "agent.crt")),
-                "ca_not_after": not_after(os.path.join(directory, "ca.pem")),
+                "node_not_after": expiry.get("node"),
+                "agent_not_after": expiry.get("agent"),
+                "ca_not_after": expiry.get("ca"),
             }
         )
     )
@@ -153,6 +154,13 @@ def issue(*, app: str, directory: str, version: int, subnet: str, days: int, ca_
     _secret(app, f"{app}_dist_ca.v{version}", "ca", ca_pem)
     _secret(app, f"{app}_dist_node.v{version}", "node", node)
     _secret(app, f"{app}_dist_agent.v{version}", "agent", agent)
+    expiry = {
+        "node": not_after(os.path.join(here, "node.crt")),
+        "agent": not_after(os.path.join(here, "agent.crt")),
+        "ca": not_after(ca_pem),
+    }
+    with open(os.path.join(here, "expiry.json"), "w") as f:
+        json.dump(expiry, f)
     with open(os.path.join(directory, "current"), "w") as f:
         f.write(f"{version}\n")
 

@@ -28,6 +28,7 @@ from typing import Any
 
 from pyinfra.api.deploy import deploy
 from pyinfra.context import host
+from pyinfra.operations import apt
 
 from beamfleet.controller.facts.dist_tls import DistTlsCerts, DistTlsState
 from beamfleet.controller.facts.secrets import SwarmSecrets
@@ -169,6 +170,7 @@ def dist_tls_secrets(app: str, subnet: str, days: int, rotate: bool) -> DistTlsS
 
 @deploy("TLS distribution")
 def _issue(app: str, directory: str, plan: DistTlsPlan, subnet: str, days: int) -> None:
+    apt.packages(name="openssl (makes the certificates)", packages=["openssl"])
     dist_tls.certificates_issued(
         name=f"Certificates {plan.secrets.node}, {plan.secrets.agent} ({plan.issue})",
         app=app, directory=directory, version=plan.secrets.version, subnet=subnet,
