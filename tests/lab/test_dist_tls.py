@@ -121,7 +121,7 @@ def test_no_cleartext_distribution_between_hosts(lab: LabHandle) -> None:
     needles = ["plain@10.234.1.", "demo@10.234.0."]
     lab.ssh(
         MANAGER,
-        "nohup python3 /root/capture.py 25 " + " ".join(map(shlex.quote, needles))
+        "nohup python3 /root/capture.py 25 vxlan " + " ".join(map(shlex.quote, needles))
         + " > /root/capture.json 2>&1 < /dev/null &",
     )  # fmt: skip
     for app in ("plain", "demo"):

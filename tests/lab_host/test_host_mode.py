@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 import re
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -21,9 +23,11 @@ from pathlib import Path
 
 import pytest
 
+from beamfleet.controller.deploys import images
 from beamfleet.controller.host_release import export_from_image, inspect_tarball
+from beamfleet.runtime.erlang_dist.tls import TlsConfig
 from beamfleet.runtime.mesh import look
-from tests.lab.conftest import LabHandle, PyinfraRun, lab_fixture
+from tests.lab.conftest import ROOT, LabHandle, PyinfraRun, lab_fixture, wait_until
 from tests.lab.test_release_images import build_image
 from tests.support.releases import release_variant
 
@@ -159,6 +163,7 @@ class MeshWatcher:
 
     nodes: list[str]
     cookie: str
+    tls: ssl.SSLContext | None = None
     samples: list[dict[str, list[str]]] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -175,7 +180,7 @@ class MeshWatcher:
         self._sample()  # one more, after what was watched has ended
 
     def _sample(self) -> None:
-        view = asyncio.run(look(self.nodes, self.cookie, timeout=2.0))
+        view = asyncio.run(look(self.nodes, self.cookie, timeout=2.0, tls=self.tls))
         self.samples.append(view.missing())
 
     def _run(self) -> None:
@@ -300,3 +305,99 @@ def test_the_firewall_admits_the_cluster_network_only(
     again = deploy(lab, releases["v2"], *args)
     assert again.ok, again.output
     assert again.changed_ops == {}
+
+
+# -- TLS distribution (app_dist_tls) -----------------------------------------------------
+TLS = ("--data", "app_dist_tls=true")
+TLS_DIR = f"/etc/beamfleet/{APP}/tls"
+CAPTURE = Path(__file__).parents[1] / "lab" / "capture_names.py"
+
+
+@pytest.fixture(scope="module")
+def demo_release(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo's release (no ERTS: it runs on the hosts' Erlang; it includes ssl)."""
+    built = images.build(
+        images.APP_REPO_DEFAULT, images.app_context(ROOT / "examples" / "demo"), archive=False
+    )
+    return export_from_image(built.image_id, "/app", tmp_path_factory.mktemp("demo"))
+
+
+def names_on_the_wire(lab: LabHandle, host: str, restart: str) -> dict[str, int]:
+    """Node names seen in distribution traffic reaching ``host`` while the node of
+    ``restart`` restarts (new handshakes with every node)."""
+    lab.ssh(host, f"cat > /root/capture.py <<'EOF'\n{CAPTURE.read_text()}\nEOF")
+    lab.ssh(
+        host,
+        f"rm -f /root/capture.json; nohup python3 /root/capture.py 15 dist {APP}@10.232. "
+        "> /root/capture.json 2>&1 < /dev/null &",
+    )
+    lab.ssh(restart, f"systemctl restart {NODE_UNIT}")
+    wait_until(
+        lambda: lab.ssh(host, "cat /root/capture.json").strip().startswith("{"),
+        60,
+        "the capture to end",
+    )
+    seen: dict[str, int] = json.loads(lab.ssh(host, "cat /root/capture.json"))
+    return {"packets": seen["packets"], "names": seen["counts"][f"{APP}@10.232."]}
+
+
+def test_tls_distribution_switched_on(lab: LabHandle, demo_release: Path) -> None:
+    """The demo release (TCP), then the same with app_dist_tls: every node restarts on
+    TLS at once, and the mesh is complete; node names are on the wire before, never
+    after."""
+    run = deploy(lab, demo_release)
+    assert run.ok, run.output
+    assert_mesh_table(check(lab), 3)
+    plain = names_on_the_wire(lab, "host2", "host3")
+    assert plain["names"] > 0, plain  # the capture sees cleartext distribution
+
+    switched = deploy(lab, demo_release, *TLS)
+    assert switched.ok, switched.output
+    assert "TLS certificates v1 (no certificates yet)" in switched.output
+    assert switched.output.count("on TLS distribution") == 3, switched.output
+    report = lab.pyinfra("deploys/check.py", *HOST_MODE, *TLS, "--data", "check_timeout=60")
+    assert_mesh_table(report, 3)
+    tls = names_on_the_wire(lab, "host2", "host3")
+    assert tls["packets"] > 0 and tls["names"] == 0, tls
+    assert_mesh_table(
+        lab.pyinfra("deploys/check.py", *HOST_MODE, *TLS, "--data", "check_timeout=60"), 3
+    )
+    again = deploy(lab, demo_release, *TLS)
+    assert again.ok and again.changed_ops == {}, again.changed_ops
+
+
+def test_tls_keys_are_private_and_the_ca_stays_on_the_first_host(lab: LabHandle) -> None:
+    for host in host_names(lab):
+        modes = lab.ssh(host, f"stat -c '%n %a %U' {TLS_DIR}/node.pem {TLS_DIR}/agent.pem")
+        assert [line.split()[1:] for line in modes.splitlines()] == [["400", "bf-demo"]] * 2
+        names = lab.ssh(host, f"openssl x509 -in {TLS_DIR}/node.pem -noout -ext subjectAltName")
+        assert f"IP Address:{lab.ip(host)}" in names, names  # its own address only
+        has_ca = lab.ssh_run(host, f"test -e /etc/beamfleet/{APP}/ca/ca.key").returncode == 0
+        assert has_ca == (host == "host1")
+    assert lab.ssh("host1", f"stat -c '%a %U' /etc/beamfleet/{APP}/ca/ca.key").split() == [
+        "400", "root",
+    ]  # fmt: skip
+    for run in lab.runs:
+        assert "PRIVATE KEY" not in run.output
+
+
+def test_new_certificates_roll_one_host_at_a_time_keeping_the_mesh(
+    lab: LabHandle, demo_release: Path, tmp_path: Path
+) -> None:
+    cookie = lab.ssh("host1", f"cat {COOKIE}").strip()
+    bundle, ca = tmp_path / "agent.pem", tmp_path / "ca.pem"
+    bundle.write_text(lab.ssh("host1", f"cat {TLS_DIR}/agent.pem"))
+    bundle.chmod(0o400)
+    ca.write_text(lab.ssh("host1", f"cat {TLS_DIR}/ca.pem"))
+    client = TlsConfig.from_paths(bundle, bundle, ca).client_context()
+    with MeshWatcher(nodes(lab), cookie, tls=client) as watcher:
+        run = deploy(lab, demo_release, *TLS, "--data", "rotate_dist_tls=true")
+    assert run.ok, run.output
+    assert "TLS certificates v2 (rotate_dist_tls)" in run.output
+    assert run.output.count(f"Roll node {APP}@") == 3, run.output
+    assert len(watcher.samples) >= 4, "the watcher took too few samples"
+    assert watcher.offenders() == [], watcher.offenders()
+    assert watcher.samples[-1] == {}
+    for host in host_names(lab):
+        assert lab.ssh(host, f"cat {TLS_DIR}/version").strip() == "2"
+    print(f"certificate rotation on {len(host_names(lab))} hosts: {run.seconds:.1f} s")

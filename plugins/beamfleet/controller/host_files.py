@@ -116,6 +116,35 @@ class HostPaths:
     def unit_path(self, unit: str) -> str:
         return f"/etc/systemd/system/{unit}"
 
+    # TLS distribution (``app_dist_tls``): this host's files, and the first host's CA
+    @property
+    def tls_dir(self) -> str:
+        return f"{self.etc}/tls"
+
+    @property
+    def tls_node(self) -> str:
+        """The node's certificate and key, one PEM file (0400, the node's user)."""
+        return f"{self.tls_dir}/node.pem"
+
+    @property
+    def tls_agent(self) -> str:
+        """The agent's (and the gate's) client certificate and key (0400)."""
+        return f"{self.tls_dir}/agent.pem"
+
+    @property
+    def tls_ca(self) -> str:
+        return f"{self.tls_dir}/ca.pem"
+
+    @property
+    def tls_version(self) -> str:
+        """Which version of the certificates this host holds (its digest is a fact)."""
+        return f"{self.tls_dir}/version"
+
+    @property
+    def ca_dir(self) -> str:
+        """On the first host: the CA and every version's certificates (root only)."""
+        return f"{self.etc}/ca"
+
     def files(self) -> tuple[str, ...]:
         """The files whose digests the host-state fact reports."""
         return (
@@ -128,6 +157,7 @@ class HostPaths:
             f"{BIN}/beamfleet",
             f"{self.etc}/firewall.nft",
             self.unit_path(f"beamfleet-{self.app}-firewall.service"),
+            self.tls_version,
         )
 
 
@@ -176,6 +206,8 @@ class NodeUnit:
     + provider: a metadata API the address is read from at start ("": the interfaces)
     + dist_ports: the distribution port range
     + env: the application's extra environment
+    + tls_version: TLS distribution, with this version of the certificates (0: plain TCP);
+      a new version changes the environment, so the node rolls to it
     """
 
     name: str
@@ -188,6 +220,7 @@ class NodeUnit:
     dist_ports: tuple[int, int]
     env: Mapping[str, str]
     provider: str = ""
+    tls_version: int = 0  # TLS distribution with this version of the certificates (0: TCP)
 
 
 def start_command(kind: str) -> str:
@@ -262,6 +295,11 @@ def node_env(paths: HostPaths, unit: NodeUnit) -> str:
         "RELX_OUT_FILE_PATH": f"{paths.state}/tmp",
     }
     env.update(_naming_env(unit))
+    if unit.tls_version:
+        # the entrypoint turns these into -proto_dist inet_tls and its options file
+        env["BEAMFLEET_DIST_TLS_CERT"] = paths.tls_node
+        env["BEAMFLEET_DIST_TLS_CA"] = paths.tls_ca
+        env["BEAMFLEET_DIST_TLS_VERSION"] = str(unit.tls_version)
     env.update(unit.env)
     lines = [f"{key}={_env_value(value)}" for key, value in env.items()]
     return "# written by beamfleet: the node's environment (no secret)\n" + "\n".join(lines) + "\n"
@@ -278,7 +316,14 @@ def _toml_string(value: str) -> str:
 
 
 def agent_config(
-    paths: HostPaths, *, basename: str, discovery_dns: str, cidr: str, port: int, interval: float
+    paths: HostPaths,
+    *,
+    basename: str,
+    discovery_dns: str,
+    cidr: str,
+    port: int,
+    interval: float,
+    tls: bool = False,
 ) -> str:
     """The agent's TOML: it drives only this host's node (``local-epmd``); its peers come
     from ``discovery_dns`` when set, else from the nodes file."""
@@ -291,6 +336,12 @@ def agent_config(
     ]
     if discovery_dns and cidr:
         lines.append(f"subnet = {_toml_string(cidr)}")
+    if tls:
+        lines += [
+            f"tls_cert = {_toml_string(paths.tls_agent)}",
+            f"tls_key = {_toml_string(paths.tls_agent)}",
+            f"tls_ca = {_toml_string(paths.tls_ca)}",
+        ]
     lines.append("")
     lines.append("[[source]]")
     if discovery_dns:

@@ -17,6 +17,10 @@ Verbs (argv after the script):
                           name) and of the agent's (a client only), valid DAYS, each with
                           its key in one PEM file; create the Docker secrets
                           APP_dist_ca.vN, APP_dist_node.vN, APP_dist_agent.vN from them
+  issue-hosts APP DIR VERSION DAYS CA_DAYS HOST...
+                          host mode: the CA if none, version VERSION's agent certificate the
+                          first time, and for each HOST (the host part of a node's name)
+                          without one, its node certificate in vN/hosts/HOST.pem; no secret
 """
 
 from __future__ import annotations
@@ -56,6 +60,10 @@ def state(directory: str) -> None:
             expiry = json.load(f)
     except (OSError, ValueError):
         version, expiry = 0, {}
+    hosts_dir = os.path.join(directory, f"v{version}", "hosts")
+    hosts = (
+        sorted(f[: -len(".pem")] for f in os.listdir(hosts_dir)) if os.path.isdir(hosts_dir) else []
+    )
     print(
         json.dumps(
             {
@@ -63,6 +71,7 @@ def state(directory: str) -> None:
                 "node_not_after": expiry.get("node"),
                 "agent_not_after": expiry.get("agent"),
                 "ca_not_after": expiry.get("ca"),
+                "hosts": hosts,
             }
         )
     )
@@ -117,7 +126,8 @@ def _secret(app: str, name: str, role: str, path: str) -> None:
     )  # fmt: skip
 
 
-def issue(*, app: str, directory: str, version: int, subnet: str, days: int, ca_days: int) -> None:
+def _ca(app: str, directory: str, ca_days: int) -> str:
+    """The CA of ``directory`` (made the first time); returns its certificate's path."""
     os.umask(0o077)
     os.makedirs(directory, mode=0o700, exist_ok=True)
     ca_key, ca_pem = os.path.join(directory, "ca.key"), os.path.join(directory, "ca.pem")
@@ -131,10 +141,38 @@ def issue(*, app: str, directory: str, version: int, subnet: str, days: int, ca_
         )  # fmt: skip
         os.chmod(ca_key, 0o400)
         os.chmod(ca_pem, 0o444)
+    return ca_pem
+
+
+def _record(directory: str, version: int, node_crt: str) -> None:
+    here = os.path.join(directory, f"v{version}")
+    expiry = {
+        "node": not_after(node_crt),
+        "agent": not_after(os.path.join(here, "agent.crt")),
+        "ca": not_after(os.path.join(directory, "ca.pem")),
+    }
+    with open(os.path.join(here, "expiry.json"), "w") as f:
+        json.dump(expiry, f)
+    with open(os.path.join(directory, "current"), "w") as f:
+        f.write(f"{version}\n")
+
+
+def _names(host: str) -> list[str]:
+    """A node's certificate names for the host part of its name (OTP checks it as a DNS
+    name; an address is an IP name too)."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return [f"DNS:{host}"]
+    return [f"DNS:{host}", f"IP:{host}"]
+
+
+def issue(*, app: str, directory: str, version: int, subnet: str, days: int, ca_days: int) -> None:
+    ca_pem = _ca(app, directory, ca_days)
     here = os.path.join(directory, f"v{version}")
     os.makedirs(here, mode=0o700, exist_ok=True)
     hosts = [str(h) for h in ipaddress.ip_network(subnet).hosts()]
-    names = [f"DNS:{h}" for h in hosts] + [f"IP:{h}" for h in hosts]
+    names = [n for h in hosts for n in _names(h)]
     node = _leaf(
         directory=directory,
         here=here,
@@ -154,20 +192,46 @@ def issue(*, app: str, directory: str, version: int, subnet: str, days: int, ca_
     _secret(app, f"{app}_dist_ca.v{version}", "ca", ca_pem)
     _secret(app, f"{app}_dist_node.v{version}", "node", node)
     _secret(app, f"{app}_dist_agent.v{version}", "agent", agent)
-    expiry = {
-        "node": not_after(os.path.join(here, "node.crt")),
-        "agent": not_after(os.path.join(here, "agent.crt")),
-        "ca": not_after(ca_pem),
-    }
-    with open(os.path.join(here, "expiry.json"), "w") as f:
-        json.dump(expiry, f)
-    with open(os.path.join(directory, "current"), "w") as f:
-        f.write(f"{version}\n")
+    _record(directory, version, os.path.join(here, "node.crt"))
+
+
+def issue_hosts(
+    *, app: str, directory: str, version: int, days: int, ca_days: int, hosts: list[str]
+) -> None:
+    """Host mode: version ``version`` (its agent certificate, the first time) and one node
+    certificate per host part in ``hosts`` that has none yet, in ``v<N>/hosts/<host>.pem``."""
+    _ca(app, directory, ca_days)
+    here = os.path.join(directory, f"v{version}")
+    fresh = not os.path.isdir(here)
+    os.makedirs(os.path.join(here, "hosts"), mode=0o700, exist_ok=True)
+    if fresh or not os.path.exists(os.path.join(here, "agent.pem")):
+        _leaf(
+            directory=directory, here=here, role="agent", subject=f"/CN={app} agent", names=[],
+            days=days,
+        )  # fmt: skip
+    first = None
+    for host in hosts:
+        bundle = os.path.join(here, "hosts", f"{host}.pem")
+        if not os.path.exists(bundle):
+            _leaf(
+                directory=directory, here=here, role=f"node-{host}", subject=f"/CN={app} {host}",
+                names=_names(host), days=days,
+            )  # fmt: skip
+            os.rename(os.path.join(here, f"node-{host}.pem"), bundle)
+        first = first or os.path.join(here, f"node-{host}.crt")
+    if first is not None and os.path.exists(first):
+        _record(directory, version, first)
 
 
 def main(argv: list[str]) -> None:
     if argv[:1] == ["state"] and len(argv) == 2:
         state(argv[1])
+    elif argv[:1] == ["issue-hosts"] and len(argv) >= 6:
+        app, directory, version, days, ca_days = argv[1:6]
+        issue_hosts(
+            app=app, directory=directory, version=int(version), days=int(days),
+            ca_days=int(ca_days), hosts=argv[6:],
+        )  # fmt: skip
     elif argv[:1] == ["issue"] and len(argv) == 7:
         app, directory, version, subnet, days, ca_days = argv[1:]
         issue(
@@ -175,7 +239,10 @@ def main(argv: list[str]) -> None:
             days=int(days), ca_days=int(ca_days),
         )  # fmt: skip
     else:
-        sys.exit("usage: state DIR | issue APP DIR VERSION SUBNET DAYS CA_DAYS")
+        sys.exit(
+            "usage: state DIR | issue APP DIR VERSION SUBNET DAYS CA_DAYS | "
+            "issue-hosts APP DIR VERSION DAYS CA_DAYS HOST..."
+        )
 
 
 if __name__ == "__main__":

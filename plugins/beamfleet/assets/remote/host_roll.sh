@@ -7,6 +7,8 @@
 #
 # start: put the staged CONFIG in place, point CURRENT at TARGET, enable and start UNIT.
 #        No gate: every new node starts at once (check.py proves the mesh).
+# restart: the same, restarting a running UNIT, no gate (a switch between TCP and TLS
+#        distribution, which cannot connect to each other).
 # roll:  1. Wait until the mesh is complete without touching this node (a host that is
 #           still coming back is waited for; rolling now would take a second node out).
 #        2. Put the staged CONFIG in place (the replaced files kept as <file>.previous),
@@ -15,17 +17,25 @@
 #        4. If it does not within TIMEOUT seconds: put back the previous release and
 #           CONFIG, restart, wait again, and fail naming NODE and what the gate saw.
 #
-# usage: host_roll.sh start|roll CURRENT TARGET UNIT NODES_FILE COOKIE TIMEOUT NODE [CONFIG...]
+# usage: host_roll.sh start|restart|roll CURRENT TARGET UNIT NODES_FILE COOKIE TIMEOUT NODE [CONFIG...]
 set -u
 [ $# -ge 8 ] || {
-    echo "usage: $0 start|roll CURRENT TARGET UNIT NODES_FILE COOKIE TIMEOUT NODE [CONFIG...]" >&2
+    echo "usage: $0 start|restart|roll CURRENT TARGET UNIT NODES_FILE COOKIE TIMEOUT NODE [CONFIG...]" >&2
     exit 2
 }
 mode=$1 current=$2 target=$3 unit=$4 nodes=$5 cookie=$6 timeout=$7 node=$8
 shift 8
 beamfleet=/opt/beamfleet/bin/beamfleet
 
+etc=${cookie%/*}
 gate() { # seconds -> prints what was missing on failure
+    # TLS distribution when the node's environment in place says so (the agent's files)
+    if grep -qs '^BEAMFLEET_DIST_TLS_CERT=' "$etc/node.env"; then
+        export BEAMFLEET_TLS_CERT="$etc/tls/agent.pem" BEAMFLEET_TLS_KEY="$etc/tls/agent.pem"
+        export BEAMFLEET_TLS_CA="$etc/tls/ca.pem"
+    else
+        unset BEAMFLEET_TLS_CERT BEAMFLEET_TLS_KEY BEAMFLEET_TLS_CA
+    fi
     { "$beamfleet" mesh --nodes-file "$nodes" --cookie-file "$cookie" --timeout "$1" >/dev/null; } 2>&1
 }
 switch() {
@@ -55,8 +65,14 @@ start)
     forget_previous "$@"
     switch "$target" && systemctl daemon-reload && systemctl enable --now "$unit"
     exit ;;
+restart)
+    install_staged "$@"
+    forget_previous "$@"
+    switch "$target" && systemctl daemon-reload && systemctl enable "$unit" &&
+        systemctl restart "$unit"
+    exit ;;
 roll) ;;
-*) echo "$0: unknown mode $mode (start or roll)" >&2; exit 2 ;;
+*) echo "$0: unknown mode $mode (start, restart or roll)" >&2; exit 2 ;;
 esac
 
 previous=$(readlink "$current" 2>/dev/null || true)

@@ -35,6 +35,7 @@ import json
 import re
 import secrets
 import shlex
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,11 +56,13 @@ from beamfleet.controller import host_files
 from beamfleet.controller.deploys import images
 from beamfleet.controller.deploys.agent import AGENT_KEYS
 from beamfleet.controller.deploys.app import APP_KEYS
+from beamfleet.controller.deploys.dist_tls import CA_DAYS, plan_dist_tls
 from beamfleet.controller.deploys.host_runners import (
     ImageRunner,
     NodeRunner,
     ReleaseRunner,
 )
+from beamfleet.controller.facts.dist_tls import DistTlsState
 from beamfleet.controller.facts.hosts import HostModeState, HostState
 from beamfleet.controller.host_files import HostPaths, NodeUnit
 from beamfleet.controller.host_release import (
@@ -79,6 +82,7 @@ from beamfleet.controller.inventory import (
     register_keys,
     validate_state,
 )
+from beamfleet.controller.operations import dist_tls as dist_tls_ops
 from beamfleet.controller.operations import hosts as host_ops
 from beamfleet.controller.runtime_wheel import build_runtime_wheel, runtime_digest
 from beamfleet.runtime.naming.providers import METADATA_PROVIDERS
@@ -88,7 +92,9 @@ MODES = ("swarm", "host")
 _USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 # What the agent and the gate need on a host; the runtime when the release has no ERTS.
 AGENT_PACKAGES = ("python3", "python3-click", "python3-dnspython")
-ERLANG_PACKAGES = ("erlang-base",)
+# erlang-ssl: ssl and what it needs (crypto, public_key), for releases that include ssl
+# (TLS distribution needs it) and run on the host's OTP
+ERLANG_PACKAGES = ("erlang-base", "erlang-ssl")
 
 
 def _one_of(*choices: str) -> Any:
@@ -238,6 +244,9 @@ class HostSettings:
     agent_interval: float
     cookie_file: str | None
     check_timeout: int
+    dist_tls: bool = False
+    dist_tls_days: int = 30
+    rotate_dist_tls: bool = False
 
     @property
     def paths(self) -> HostPaths:
@@ -283,6 +292,12 @@ def host_settings(data_host: Host | None = None) -> HostSettings:
     firewall = bool(HOST_KEYS.value(data, "host_firewall"))
     if firewall and net is None:
         problems.append("`host_firewall` admits `cluster_cidr` only: set `cluster_cidr`")
+    dist_tls = bool(APP_KEYS.value(data, "app_dist_tls"))
+    if dist_tls and HOST_KEYS.value(data, "host_runner") != "release":
+        problems.append(
+            "`app_dist_tls` in host mode runs releases only (`host_runner: release`): the "
+            "image runner does not mount the certificates"
+        )
     if problems:
         raise HostModeError(problems)
     from beamfleet.controller.deploys.cluster import CLUSTER_KEYS  # noqa: PLC0415 (cycle)
@@ -308,6 +323,9 @@ def host_settings(data_host: Host | None = None) -> HostSettings:
         agent_interval=float(AGENT_KEYS.value(data, "agent_interval")),
         cookie_file=CLUSTER_KEYS.value(data, "cookie_file"),
         check_timeout=int(CLUSTER_KEYS.value(data, "check_timeout")),
+        dist_tls=dist_tls,
+        dist_tls_days=int(APP_KEYS.value(data, "app_dist_tls_days")),
+        rotate_dist_tls=bool(CLUSTER_KEYS.value(data, "rotate_dist_tls")),
     )
 
 
@@ -509,7 +527,7 @@ def _image(settings: HostSettings) -> images.Image:
     return images.app_image(built.ref, built)
 
 
-def _node_unit(plan: HostPlan) -> NodeUnit:
+def _node_unit(plan: HostPlan, tls_version: int = 0) -> NodeUnit:
     s = plan.settings
     return plan.runner.node_unit(
         NodeUnit(
@@ -523,6 +541,7 @@ def _node_unit(plan: HostPlan) -> NodeUnit:
             provider=s.provider,
             dist_ports=s.dist_ports,
             env=s.env,
+            tls_version=tls_version,
         )
     )
 
@@ -637,6 +656,65 @@ def _runtime_files(plan: HostPlan, me: HostNode) -> None:
         )
 
 
+def _dist_tls(plan: HostPlan, me: HostNode) -> int:
+    """``app_dist_tls``: the version of the certificates the node runs with (0: TCP).
+
+    The first host keeps the CA (``<etc>/ca``, root only) and issues, with openssl, a
+    certificate per node (named by the host part of its name) and one for the agents; each
+    host gets its own and the agents' (0400, the node's user) and the CA certificate,
+    copied through the controller's SSH channels, printed nowhere. A new version when a
+    third of the lifetime is left, or with ``rotate_dist_tls``; a host added later gets its
+    certificate in the current version.
+    """
+    s, paths = plan.settings, plan.settings.paths
+    if not s.dist_tls:
+        return 0
+    ca_host = first_host()
+    certs = ca_host.get_fact(DistTlsState, directory=paths.ca_dir)
+    tls = plan_dist_tls(
+        s.app, certs, now=time.time(), days=s.dist_tls_days, rotate=s.rotate_dist_tls
+    )
+    version = tls.secrets.version
+    names = sorted({n.node.split("@", 1)[1] for n in plan.nodes.values()})
+    missing = [] if tls.issue else [n for n in names if n not in certs.hosts]
+    if host.name == ca_host.name and (tls.issue or missing):
+        apt.packages(name="openssl (makes the certificates)", packages=["openssl"])
+        dist_tls_ops.host_certificates_issued(
+            name=f"TLS certificates v{version} ({tls.issue or 'for ' + ', '.join(missing)})",
+            app=s.app, directory=paths.ca_dir, version=version, days=s.dist_tls_days,
+            ca_days=CA_DAYS, hosts=names,
+        )  # fmt: skip
+    if me.facts.files.get(paths.tls_version) != host_files.digest(f"{version}\n"):
+        here = f"{paths.ca_dir}/v{version}"
+        own = me.node.split("@", 1)[1]
+        dist_tls_ops.host_certificates_copied(
+            name=f"TLS certificates v{version} of {me.node}, from {ca_host.name}",
+            source=ca_host, version=version, user=s.user, directory=paths.tls_dir,
+            version_file=paths.tls_version,
+            files=[
+                (f"{here}/hosts/{own}.pem", paths.tls_node, "400"),
+                (f"{here}/agent.pem", paths.tls_agent, "400"),
+                (f"{paths.ca_dir}/ca.pem", paths.tls_ca, "444"),
+            ],
+        )  # fmt: skip
+    return version
+
+
+def _switches_distribution(plan: HostPlan, me: HostNode, tls_version: int) -> bool:
+    """The node in place runs the other distribution (TCP vs TLS) than the one wanted:
+    its installed environment is what it would be with the other one."""
+    if me.facts.current is None:
+        return False
+    installed = me.facts.files.get(plan.settings.paths.node_env)
+    runner, paths = plan.runner, plan.settings.paths
+    if tls_version:
+        return installed == host_files.digest(runner.env(paths, _node_unit(plan, 0)))
+    # off: any version in place means TLS
+    return installed is not None and installed != host_files.digest(
+        runner.env(paths, _node_unit(plan, 0))
+    ) and paths.tls_version in me.facts.files
+
+
 def _file(
     me: HostNode, path: str, content: str, mode: str = "644", *, staged: bool = False
 ) -> bool:
@@ -662,6 +740,7 @@ def host_cluster() -> None:
     _packages(runner, s.firewall)
     _account(s)
     _cookie(plan, me)
+    tls_version = _dist_tls(plan, me)
     target = runner.install(me.facts, paths)
     _runtime_files(plan, me)
     epmd = runner.epmd
@@ -669,7 +748,8 @@ def host_cluster() -> None:
     epmd_changed = _file(
         me, paths.unit_path(host_files.EPMD_UNIT), host_files.epmd_unit(epmd, me.address)
     )
-    node = _node_unit(plan)
+    node = _node_unit(plan, tls_version)
+    switching = _switches_distribution(plan, me, tls_version)
     # the node's own unit and environment are put in place by its (re)start (node_rolled)
     node_config = (paths.unit_path(paths.node_unit), paths.node_env)
     node_changed = _file(me, node_config[0], runner.unit(paths, node), staged=True)
@@ -681,6 +761,7 @@ def host_cluster() -> None:
         host_files.agent_config(
             paths, basename=s.basename, discovery_dns=s.discovery_dns,
             cidr=str(s.cidr or ""), port=s.agent_port, interval=s.agent_interval,
+            tls=bool(tls_version),
         ),
     )  # fmt: skip
     agent_changed |= _file(
@@ -705,6 +786,15 @@ def host_cluster() -> None:
             current=paths.current, target=target, unit=paths.node_unit, nodes_file=paths.nodes,
             cookie=paths.cookie, timeout=s.roll_timeout, node=me.node, first_start=True,
             config=node_config,
+        )  # fmt: skip
+    elif switching:
+        # TCP <-> TLS: OTP cannot connect the two, so no mesh is complete half-way; every
+        # node restarts at once, ungated (check.py proves the mesh after)
+        host_ops.node_rolled(
+            name=f"Restart node {me.node} on {'TLS' if tls_version else 'TCP'} distribution",
+            current=paths.current, target=target, unit=paths.node_unit, nodes_file=paths.nodes,
+            cookie=paths.cookie, timeout=s.roll_timeout, node=me.node, first_start=False,
+            config=node_config, restart=True,
         )  # fmt: skip
     elif me.facts.current != runner.install_name or node_changed or epmd_changed:
         # after every new node has started: the gate expects them
@@ -758,6 +848,7 @@ class HostMeshReport(FactBase[dict[str, Any]]):
     + cookie: the cookie file on that host
     + timeout: seconds to wait for a complete mesh
     + discovery_dns: the agents' DNS name, or ""
+    + tls: TLS distribution: the client certificate bundle and the CA (``("", "")``: TCP)
 
     .. code:: python
 
@@ -766,16 +857,21 @@ class HostMeshReport(FactBase[dict[str, Any]]):
     """
 
     @override
-    def command(self, nodes: tuple[str, ...], cookie: str, timeout: int, discovery_dns: str) -> str:
+    def command(
+        self, nodes: tuple[str, ...], cookie: str, timeout: int, discovery_dns: str,
+        tls: tuple[str, str] = ("", ""),
+    ) -> str:  # fmt: skip
         lookup = ""
         if discovery_dns:
             lookup = (
                 f"getent ahostsv4 {shlex.quote(discovery_dns)} | "
                 "awk '{ print \"dns\", $1 }' | sort -u; "
             )
+        bundle, ca = tls
+        flags = ["--tls-cert", bundle, "--tls-key", bundle, "--tls-ca", ca] if bundle else []
         mesh = shlex.join(
             [f"{host_files.BIN}/beamfleet", "mesh", "--json", "--cookie-file", cookie,
-             "--timeout", str(timeout), *nodes]
+             "--timeout", str(timeout), *flags, *nodes]
         )  # fmt: skip
         # the report is printed whether the mesh is complete or not
         return f"{lookup}{mesh} 2>/dev/null; true"
@@ -804,6 +900,7 @@ def check_host_mesh() -> dict[str, Any] | None:
     raw = host.get_fact(
         HostMeshReport, nodes=tuple(plan.node_names), cookie=s.paths.cookie,
         timeout=s.check_timeout, discovery_dns=s.discovery_dns,
+        tls=(s.paths.tls_agent, s.paths.tls_ca) if s.dist_tls else ("", ""),
     )  # fmt: skip
     nodes: dict[str, Any] = raw.get("nodes") or {}
     problems = list(raw.get("problems") or [])

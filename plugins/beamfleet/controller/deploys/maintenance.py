@@ -122,6 +122,7 @@ def maintenance() -> None:
         timeout=plan.settings.roll_timeout,
         action=str(action),
         command=command,
+        tls=(paths.tls_agent, paths.tls_ca) if plan.settings.dist_tls else ("", ""),
         _serial=True,
     )
 

@@ -21,6 +21,7 @@ class DistTlsCerts:
     node_not_after: int | None = None
     agent_not_after: int | None = None
     ca_not_after: int | None = None
+    hosts: tuple[str, ...] = ()  # host mode: the hosts this version has certificates for
 
 
 class DistTlsState(FactBase[DistTlsCerts]):
@@ -56,4 +57,5 @@ class DistTlsState(FactBase[DistTlsCerts]):
             node_not_after=raw.get("node_not_after"),
             agent_not_after=raw.get("agent_not_after"),
             ca_not_after=raw.get("ca_not_after"),
+            hosts=tuple(raw.get("hosts") or ()),
         )

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import posixpath
 import shlex
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 
-from pyinfra.api.command import StringCommand
+from pyinfra.api.command import FunctionCommand, StringCommand
+from pyinfra.api.exceptions import OperationError
+from pyinfra.api.host import Host
 from pyinfra.api.operation import operation
+from pyinfra.api.state import State
 
+from beamfleet.controller.operations.engine_api import run_with_secret_stdin
 from beamfleet.controller.remote_scripts import script_text
 
 
@@ -42,4 +47,83 @@ def certificates_issued(
     argv = ["issue", app, directory, str(version), subnet, str(days), str(ca_days)]
     yield StringCommand(
         "python3", "-c", shlex.quote(script_text("dist_tls.py")), *map(shlex.quote, argv)
+    )
+
+
+@operation(is_idempotent=False)
+def host_certificates_issued(
+    *, app: str, directory: str, version: int, days: int, ca_days: int, hosts: Sequence[str]
+) -> Generator[StringCommand, None, None]:
+    """
+    Host mode, on the first host: version ``version`` of ``app``'s certificates (the CA
+    the first time), with a node certificate for each of ``hosts`` that has none yet.
+
+    + directory: where the CA and the certificates are kept (root only)
+    + hosts: the host part of each node's name (its certificate's name)
+
+    **Example:**
+
+    .. code:: python
+
+        dist_tls.host_certificates_issued(app="demo", directory="/etc/beamfleet/demo/ca",
+                                          version=1, days=30, ca_days=3650,
+                                          hosts=["10.0.0.1", "10.0.0.2"])
+    """
+    argv = ["issue-hosts", app, directory, str(version), str(days), str(ca_days), *hosts]
+    yield StringCommand(
+        "python3", "-c", shlex.quote(script_text("dist_tls.py")), *map(shlex.quote, argv)
+    )
+
+
+def _install(path: str, user: str, mode: str) -> str:
+    """Shell that writes its standard input to ``path`` (``user``'s, ``mode``) atomically."""
+    directory = shlex.quote(posixpath.dirname(path))
+    return (
+        f'set -e; umask 077; tmp=$(mktemp {directory}/.tls.XXXXXX); cat > "$tmp"; '
+        f'chown {shlex.quote(user)}: "$tmp"; chmod {mode} "$tmp"; mv -f "$tmp" {shlex.quote(path)}'
+    )
+
+
+def _copy(
+    state: State, host: Host, *, source: Host, files: Sequence[tuple[str, str, str]], user: str,
+    directory: str,
+) -> bool:  # fmt: skip
+    ok, _ = host.run_shell_command(
+        StringCommand("install", "-d", "-m", "0755", shlex.quote(directory)), print_output=False
+    )
+    if not ok:
+        return False
+    for src, dst, mode in files:
+        ok, output = source.run_shell_command(
+            StringCommand("cat", shlex.quote(src)), print_output=False, print_input=False
+        )
+        if not ok:
+            raise OperationError(f"cannot read {src} on {source.name}")
+        content = "\n".join(output.stdout_lines) + "\n"
+        if not run_with_secret_stdin(host, StringCommand(_install(dst, user, mode)), content):
+            return False
+    return True
+
+
+@operation()
+def host_certificates_copied(
+    *, source: Host, version: int, files: Sequence[tuple[str, str, str]], user: str,
+    directory: str, version_file: str,
+) -> Generator[StringCommand | FunctionCommand, None, None]:  # fmt: skip
+    """
+    Give this host its certificates of version ``version``, read on ``source`` (the first
+    host) when the operation runs: over one SSH channel there, to this host's shell's
+    standard input here; shown nowhere.
+
+    + source: the host that issued them
+    + files: ``(path on source, path here, mode)`` of each file
+    + user: their owner here (the node's and the agent's user)
+    + directory: the directory they go into (created 0755; the keys in it are 0400)
+    + version_file: written last with ``version``: what this host holds
+    """
+    yield FunctionCommand(
+        _copy, (), {"source": source, "files": files, "user": user, "directory": directory}
+    )
+    yield StringCommand(
+        "sh", "-c", shlex.quote(f"printf '%s\\n' {version} > {shlex.quote(version_file)}")
     )

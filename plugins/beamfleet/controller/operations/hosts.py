@@ -243,6 +243,7 @@ def node_rolled(
     node: str,
     first_start: bool,
     config: Sequence[str] = (),
+    restart: bool = False,
 ) -> Commands:
     """
     Switch the node to ``target`` and restart it, gated on the mesh, with rollback.
@@ -258,14 +259,16 @@ def node_rolled(
     + config: the node's unit and environment files: their ``.staged`` versions (see
       :func:`file_content`) are put in place when the node restarts, and the replaced
       ones back when the roll fails
+    + restart: restart the node with its new configuration, no gate (a switch between
+      TCP and TLS distribution: no mesh can be complete half-way)
 
     Call with ``_serial=True``: one host at a time. The node must be back in the complete
     mesh before the next host; one that is not is switched back to the previous release
     and the run stops, naming the node and what the gate saw.
     """
-    if not first_start:
+    if not first_start and not restart:
         yield FunctionCommand(no_earlier_failure, (f"the roll of {node}",), {})
-    mode = "start" if first_start else "roll"
+    mode = "start" if first_start else "restart" if restart else "roll"
     yield script_command(
         "host_roll.sh", mode, current, target, unit, nodes_file, cookie, str(timeout), node,
         *config,
@@ -333,6 +336,7 @@ def node_maintained(
     timeout: int,
     action: str,
     command: str = "",
+    tls: tuple[str, str] = ("", ""),
 ) -> Commands:
     """
     Take this host's node out of the mesh, maintain the host, bring the node back.
@@ -344,6 +348,7 @@ def node_maintained(
     + timeout: seconds each gate (and a reboot) may take
     + action: ``reboot``, ``upgrade`` (the distribution's packages) or ``command``
     + command: the shell command of ``command``
+    + tls: TLS distribution: the gates' certificate bundle and CA (``("", "")``: TCP)
 
     Call with ``_serial=True``: one host at a time. The mesh must be complete first; the
     node stops cleanly (its peers see one nodedown), the others must still form a complete
@@ -351,6 +356,9 @@ def node_maintained(
     the run stops here.
     """
     mesh = f"{BIN}/beamfleet mesh --cookie-file {shlex.quote(cookie)} --timeout {timeout}"
+    bundle, ca = tls
+    if bundle:
+        mesh += " " + shlex.join(["--tls-cert", bundle, "--tls-key", bundle, "--tls-ca", ca])
     yield FunctionCommand(no_earlier_failure, (f"maintenance of {node}",), {})
     yield StringCommand(f"{mesh} --nodes-file {shlex.quote(nodes_file)} >/dev/null")
     yield StringCommand("systemctl", "stop", *[shlex.quote(u) for u in reversed(units)])
