@@ -204,3 +204,23 @@ def test_unpacking_replaces_what_an_interrupted_run_left(tmp_path: Path) -> None
     subprocess.run(["sh", "-c", script], check=True)
     assert sorted(p.name for p in directory.iterdir()) == ["bin", "edited"]
     assert not archive.exists() and not Path(f"{directory}.tmp").exists()
+
+
+def test_tls_distribution_is_in_the_node_env_with_its_version() -> None:
+    plain = _systemd_env(host_files.node_env(PATHS, UNIT))
+    assert not any(k.startswith("BEAMFLEET_DIST_TLS") for k in plain)
+    tls = _systemd_env(host_files.node_env(PATHS, NodeUnit(**{**UNIT.__dict__, "tls_version": 3})))
+    assert tls["BEAMFLEET_DIST_TLS_CERT"] == "/etc/beamfleet/demo/tls/node.pem"
+    assert tls["BEAMFLEET_DIST_TLS_CA"] == "/etc/beamfleet/demo/tls/ca.pem"
+    # a new version changes the file: the node rolls to the new certificates
+    assert tls["BEAMFLEET_DIST_TLS_VERSION"] == "3"
+    assert PATHS.tls_version in PATHS.files()  # what the host holds is a fact
+
+
+def test_the_agent_config_gives_the_agent_its_certificate(tmp_path: Path) -> None:
+    text = host_files.agent_config(
+        PATHS, basename="demo", discovery_dns="", cidr="", port=9568, interval=1, tls=True
+    )
+    parsed = tomllib.loads(text)
+    assert parsed["tls_cert"] == parsed["tls_key"] == "/etc/beamfleet/demo/tls/agent.pem"
+    assert parsed["tls_ca"] == "/etc/beamfleet/demo/tls/ca.pem"
