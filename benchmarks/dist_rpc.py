@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 from tests.support.erlang import Epmd, ErlNode, NodeTls, runtime, start_node  # noqa: E402
 from tests.support.tls_certs import make_pki  # noqa: E402
 
-from beamfleet.runtime.erlang_dist import Atom, TlsConfig, connect  # noqa: E402
+from beamfleet.runtime.erlang_dist import Atom, NodeConnection, TlsConfig, connect  # noqa: E402
 
 CONNECTS = 200
 SEQ_CALLS = 3000
@@ -60,6 +60,25 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+
+async def rpc_rates(conn: NodeConnection) -> tuple[float, float]:
+    """RPCs per second over ``conn``: one at a time, then IN_FLIGHT at once."""
+    t0 = time.perf_counter()
+    for _ in range(SEQ_CALLS):
+        assert await conn.rpc("erlang", "abs", [-1]) == 1
+    seq_rate = SEQ_CALLS / (time.perf_counter() - t0)
+    remaining = PAR_CALLS
+
+    async def worker() -> None:
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
+            assert await conn.rpc("erlang", "abs", [-1]) == 1
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(IN_FLIGHT)))
+    return seq_rate, PAR_CALLS / (time.perf_counter() - t0)
+
 async def bench(node: ErlNode) -> list[tuple[str, str, str, bool | None]]:
     rows: list[tuple[str, str, str, bool | None]] = []
     cookie, port = node.cookie, node.epmd_port
@@ -80,24 +99,8 @@ async def bench(node: ErlNode) -> list[tuple[str, str, str, bool | None]]:
     rows.append(("connect p95", f"{p95:.2f} ms", "", None))
 
     async with connect(node.name, cookie, epmd_port=port) as conn:
-        t0 = time.perf_counter()
-        for _ in range(SEQ_CALLS):
-            assert await conn.rpc("erlang", "abs", [-1]) == 1
-        seq_s = time.perf_counter() - t0
-        seq_rate = SEQ_CALLS / seq_s
+        seq_rate, par_rate = await rpc_rates(conn)
         rows.append((f"RPC sequential ({SEQ_CALLS} calls)", f"{seq_rate:,.0f} RPC/s", "", None))
-
-        remaining = PAR_CALLS
-
-        async def worker() -> None:
-            nonlocal remaining
-            while remaining > 0:
-                remaining -= 1
-                assert await conn.rpc("erlang", "abs", [-1]) == 1
-
-        t0 = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(IN_FLIGHT)))
-        par_rate = PAR_CALLS / (time.perf_counter() - t0)
         rows.append((f"RPC {IN_FLIGHT} in flight ({PAR_CALLS} calls)",
                      f"{par_rate:,.0f} RPC/s", ">= 5,000 RPC/s", par_rate >= 5000))
         assert await conn.rpc("erlang", "system_info", [Atom("otp_release")])
@@ -174,23 +177,9 @@ async def bench_tls(node: ErlNode, tcp: dict[str, float],
                  f"TCP {tcp['connect_p50']:.2f} ms", None))
     rows.append(("TLS connect p95", f"{p95:.2f} ms", f"TCP {tcp['connect_p95']:.2f} ms", None))
     async with connect(node.name, cookie, epmd_port=port, tls=context) as conn:
-        t0 = time.perf_counter()
-        for _ in range(SEQ_CALLS):
-            assert await conn.rpc("erlang", "abs", [-1]) == 1
-        seq_rate = SEQ_CALLS / (time.perf_counter() - t0)
+        seq_rate, par_rate = await rpc_rates(conn)
         rows.append((f"TLS RPC sequential ({SEQ_CALLS} calls)", f"{seq_rate:,.0f} RPC/s",
                      f"TCP {tcp['seq_rate']:,.0f} RPC/s", None))
-        remaining = PAR_CALLS
-
-        async def worker() -> None:
-            nonlocal remaining
-            while remaining > 0:
-                remaining -= 1
-                assert await conn.rpc("erlang", "abs", [-1]) == 1
-
-        t0 = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(IN_FLIGHT)))
-        par_rate = PAR_CALLS / (time.perf_counter() - t0)
         rows.append((f"TLS RPC {IN_FLIGHT} in flight ({PAR_CALLS} calls)",
                      f"{par_rate:,.0f} RPC/s", f"TCP {tcp['par_rate']:,.0f} RPC/s", None))
         assert conn.tls_version == "TLSv1.3"
