@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from beamfleet.controller.deploys import images
 from beamfleet.controller.deploys.agent import AgentSettings, agent_spec
 from beamfleet.controller.deploys.app import AppSettings, app_spec
 from beamfleet.controller.deploys.apps import AppsError, app_entries
+from beamfleet.controller.deploys.cluster import ImageTlsError, check_image_tls
 from beamfleet.controller.deploys.dist_tls import (
     DAY,
     DistTlsError,
@@ -16,6 +18,7 @@ from beamfleet.controller.deploys.dist_tls import (
     stale_secrets,
 )
 from beamfleet.controller.facts.dist_tls import DistTlsCerts
+from beamfleet.controller.release_image import ReleaseLayout
 
 NOW = 1_800_000_000.0
 
@@ -100,3 +103,14 @@ def test_earlier_versions_no_service_mounts_are_stale() -> None:
     assert stale_secrets("demo", current, existing, in_use) == [
         "demo_dist_agent.v1", "demo_dist_ca.v1", "demo_dist_node.v1",
     ]  # fmt: skip
+
+
+def test_an_image_without_ssl_is_refused_for_tls_with_what_to_do() -> None:
+    app = AppSettings(name="shop", image="shop:1", dist_tls=True)
+    plain = images.Image("shop:1", layout=ReleaseLayout("elixir", ("/app/bin/shop",)))
+    with pytest.raises(ImageTlsError, match=r"shop:1 has none .*add `:ssl` to the release"):
+        check_image_tls(plain, app)
+    ssl = images.Image("shop:1", layout=ReleaseLayout("elixir", ("/app/bin/shop",), tls_dist=True))
+    check_image_tls(ssl, app)
+    check_image_tls(plain, AppSettings(name="shop", image="shop:1"))  # TLS off: no matter
+    check_image_tls(images.Image("shop:1"), app)  # pulled from a registry: not inspected

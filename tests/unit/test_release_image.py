@@ -17,6 +17,7 @@ from beamfleet.controller.docker_cli import context_hash
 from beamfleet.controller.release_image import (
     ELIXIR_COOKIE_DEFAULT,
     NAME_ARGS_FILE,
+    PROBE,
     ImageConfig,
     ReleaseImageError,
     ReleaseLayout,
@@ -441,3 +442,16 @@ def test_entrypoint_on_a_host_with_short_names(tmp_path: Path) -> None:
         tmp_path, "elixir", {"NODE_ADDRESS": "host1", "BEAMFLEET_DIST_INTERFACE": "1"}
     )
     assert proc.returncode == 78 and "needs an IPv4 node name" in proc.stderr
+
+
+def test_the_probe_tells_whether_tls_distribution_can_start() -> None:
+    config, read = (
+        ImageConfig(cmd=("/app/bin/app", "start")),
+        reader({"/app/bin/app": ELIXIR_SCRIPT}),
+    )
+    without = inspect(config, probe({"/app": MIX_FILES}), read)
+    tls_line = "tls /app/lib/ssl-11.2.12/ebin/inet_tls_dist.beam\n"
+    with_ssl = inspect(config, probe({"/app": MIX_FILES}) + tls_line, read)
+    assert (without.tls_dist, with_ssl.tls_dist) == (False, True)
+    # the probe looks for the module itself, wherever the release or its OTP keeps it
+    assert "-name inet_tls_dist.beam" in PROBE

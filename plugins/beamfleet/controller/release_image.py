@@ -23,6 +23,7 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import posixpath
 import shlex
@@ -56,6 +57,10 @@ while read -r data; do
     [ -e "$f" ] && echo "file $f"
   done
 done
+# TLS distribution's module (the ssl application), wherever the release or the OTP it runs
+# on keeps it
+tls=$(find / -xdev -maxdepth 7 -type f -name inet_tls_dist.beam 2>/dev/null | head -n 1)
+[ -n "$tls" ] && echo "tls $tls"
 true
 """
 
@@ -130,6 +135,7 @@ class Probe:
     paths: Mapping[str, str] = field(default_factory=dict)
     releases: tuple[str, ...] = ()
     files: frozenset[str] = frozenset()
+    tls_dist: bool = False  # the image has inet_tls_dist (the ssl application)
 
     @classmethod
     def parse(cls, text: str) -> Probe:
@@ -138,6 +144,7 @@ class Probe:
         paths: dict[str, str] = {}
         releases: list[str] = []
         files: set[str] = set()
+        tls_dist = False
         for line in text.splitlines():
             tag, _, value = line.partition(" ")
             if tag == "uid" and value.strip().isdigit():
@@ -151,7 +158,9 @@ class Probe:
                 releases.append(value.strip())
             elif tag == "file":
                 files.add(value.strip())
-        return cls(uid, home, paths, tuple(releases), frozenset(files))
+            elif tag == "tls":
+                tls_dist = True
+        return cls(uid, home, paths, tuple(releases), frozenset(files), tls_dist)
 
 
 @dataclass(frozen=True)
@@ -170,6 +179,7 @@ class ReleaseLayout:
     edits: tuple[str, ...] = ()
     user: str = ""
     uid: int | None = None
+    tls_dist: bool = False  # TLS distribution can start (inet_tls_dist is in the image)
 
     @property
     def derived(self) -> bool:
@@ -343,6 +353,13 @@ def inspect(
     ``read_file(path)`` returns a file of the image as text (the start script). Raises
     :class:`ReleaseImageError` naming what was looked for when the image cannot be adapted.
     """
+    layout = _inspect(config, probe_output, read_file)
+    return dataclasses.replace(layout, tls_dist=Probe.parse(probe_output).tls_dist)
+
+
+def _inspect(
+    config: ImageConfig, probe_output: str, read_file: Callable[[str], str]
+) -> ReleaseLayout:
     argv = config.argv
     if not argv:
         raise ReleaseImageError(

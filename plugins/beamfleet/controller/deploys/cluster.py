@@ -166,6 +166,21 @@ class ImageUserError(PyinfraError):
     """The application image runs as a user that cannot read the cookie secret."""
 
 
+def check_image_tls(image: images.Image, settings: AppSettings) -> None:
+    """``app_dist_tls`` needs TLS distribution's module (the ssl application) in the image."""
+    if settings.dist_tls and image.layout is not None and not image.layout.tls_dist:
+        raise ImageTlsError(
+            f"application {settings.name}: `app_dist_tls` needs the ssl application, and image "
+            f"{image.ref} has none (no inet_tls_dist.beam): add `:ssl` to the release "
+            "(extra_applications) with the OTP it runs on carrying it (Debian: erlang-ssl), "
+            "or leave app_dist_tls off"
+        )
+
+
+class ImageTlsError(PyinfraError):
+    """The application image cannot run TLS distribution."""
+
+
 def check_image_user(image: images.Image, settings: AppSettings) -> None:
     """The secret is owned by ``app_user_id``: the image's user must be it (or root)."""
     uid = image.layout.uid if image.layout is not None else None
@@ -187,6 +202,7 @@ def app_image_of(entry: AppEntry, registry: bool) -> images.Image:
         )
         app = images.app_image(built.ref, built)
     check_image_user(app, entry.settings)
+    check_image_tls(app, entry.settings)
     return app
 
 
