@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import posixpath
 import shlex
 from collections.abc import Generator, Sequence
 
@@ -13,6 +12,7 @@ from pyinfra.api.operation import operation
 from pyinfra.api.state import State
 
 from beamfleet.controller.operations.engine_api import run_with_secret_stdin
+from beamfleet.controller.operations.hosts import install_from_stdin
 from beamfleet.controller.remote_scripts import script_text
 
 
@@ -75,15 +75,6 @@ def host_certificates_issued(
     )
 
 
-def _install(path: str, user: str, mode: str) -> str:
-    """Shell that writes its standard input to ``path`` (``user``'s, ``mode``) atomically."""
-    directory = shlex.quote(posixpath.dirname(path))
-    return (
-        f'set -e; umask 077; tmp=$(mktemp {directory}/.tls.XXXXXX); cat > "$tmp"; '
-        f'chown {shlex.quote(user)}: "$tmp"; chmod {mode} "$tmp"; mv -f "$tmp" {shlex.quote(path)}'
-    )
-
-
 def _copy(
     state: State, host: Host, *, source: Host, files: Sequence[tuple[str, str, str]], user: str,
     directory: str,
@@ -100,7 +91,8 @@ def _copy(
         if not ok:
             raise OperationError(f"cannot read {src} on {source.name}")
         content = "\n".join(output.stdout_lines) + "\n"
-        if not run_with_secret_stdin(host, StringCommand(_install(dst, user, mode)), content):
+        write = StringCommand(install_from_stdin(dst, user, mode))
+        if not run_with_secret_stdin(host, write, content):
             return False
     return True
 

@@ -34,13 +34,15 @@ COOKIE_BYTES = 24  # 192 bits as 48 hex characters: valid in any cookie file
 Commands = Generator[StringCommand | FunctionCommand | FileUploadCommand, None, None]
 
 
-def _install_private(path: str, user: str) -> str:
-    """Shell that writes its standard input to ``path``, owner-only, via a temporary file."""
+def install_from_stdin(path: str, user: str, mode: str = "400") -> str:
+    """Shell that writes its standard input to ``path``, ``user``'s with ``mode`` (default
+    owner-only), through a temporary file beside it: never half-written, never readable by
+    others on the way. For secrets (the cookie, certificate keys): they stay on stdin."""
     directory = shlex.quote(str(Path(path).parent))
     return (
         f"set -e; umask 077; mkdir -p {directory}; "
-        f'tmp=$(mktemp {directory}/.cookie.XXXXXX); cat > "$tmp"; '
-        f'chown {shlex.quote(user)}: "$tmp"; chmod 400 "$tmp"; mv -f "$tmp" {shlex.quote(path)}'
+        f'tmp=$(mktemp {directory}/.beamfleet.XXXXXX); cat > "$tmp"; '
+        f'chown {shlex.quote(user)}: "$tmp"; chmod {mode} "$tmp"; mv -f "$tmp" {shlex.quote(path)}'
     )
 
 
@@ -61,7 +63,7 @@ def cookie_generated(path: str, user: str, present: bool) -> Commands:
         return
     generate = (
         f"head -c {COOKIE_BYTES} /dev/urandom | od -An -v -tx1 | tr -d ' \\n' | "
-        f"sh -c {shlex.quote(_install_private(path, user))}"
+        f"sh -c {shlex.quote(install_from_stdin(path, user))}"
     )
     yield StringCommand(generate)
 
@@ -75,11 +77,11 @@ def _copy_cookie(state: State, host: Host, source: Host, path: str, user: str) -
     value = "".join(output.stdout_lines).strip()
     if not value:
         raise OperationError(f"the cookie {path} on {source.name} is empty")
-    return run_with_secret_stdin(host, StringCommand(_install_private(path, user)), value)
+    return run_with_secret_stdin(host, StringCommand(install_from_stdin(path, user)), value)
 
 
 def _write_cookie(state: State, host: Host, value: str, path: str, user: str) -> bool:
-    return run_with_secret_stdin(host, StringCommand(_install_private(path, user)), value)
+    return run_with_secret_stdin(host, StringCommand(install_from_stdin(path, user)), value)
 
 
 @operation()
