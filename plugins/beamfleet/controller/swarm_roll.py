@@ -253,7 +253,8 @@ def node_label(task: Task | None, basename: str, hostnames: Mapping[str, str]) -
 
 
 def gate_summary(report: Mapping[str, Any]) -> str:
-    """What the gate saw, in one line: its problems, and each node's own view."""
+    """What the gate saw, in one line: its problems (a node that could not be asked comes
+    with its own error, e.g. the cookies differ)."""
     problems = list(report.get("problems") or []) or ["no report"]
     return "; ".join(problems)
 
