@@ -219,8 +219,12 @@ def test_tls_distribution_is_in_the_node_env_with_its_version() -> None:
 
 def test_the_agent_config_gives_the_agent_its_certificate(tmp_path: Path) -> None:
     text = host_files.agent_config(
-        PATHS, basename="demo", discovery_dns="", cidr="", port=9568, interval=1, tls=True
+        PATHS, basename="demo", discovery_dns="", cidr="", port=9568, interval=1, tls_version=2
     )
     parsed = tomllib.loads(text)
+    renewed = host_files.agent_config(
+        PATHS, basename="demo", discovery_dns="", cidr="", port=9568, interval=1, tls_version=3
+    )
+    assert renewed != text  # a new version restarts the agent: it loads its certificate once
     assert parsed["tls_cert"] == parsed["tls_key"] == "/etc/beamfleet/demo/tls/agent.pem"
     assert parsed["tls_ca"] == "/etc/beamfleet/demo/tls/ca.pem"

@@ -323,7 +323,7 @@ def agent_config(
     cidr: str,
     port: int,
     interval: float,
-    tls: bool = False,
+    tls_version: int = 0,
 ) -> str:
     """The agent's TOML: it drives only this host's node (``local-epmd``); its peers come
     from ``discovery_dns`` when set, else from the nodes file."""
@@ -336,8 +336,11 @@ def agent_config(
     ]
     if discovery_dns and cidr:
         lines.append(f"subnet = {_toml_string(cidr)}")
-    if tls:
+    if tls_version:
+        # the version makes a renewal a change of this file: the agent restarts and loads
+        # the new certificate (it reads it once, at start)
         lines += [
+            f"# TLS distribution certificates: version {tls_version}",
             f"tls_cert = {_toml_string(paths.tls_agent)}",
             f"tls_key = {_toml_string(paths.tls_agent)}",
             f"tls_ca = {_toml_string(paths.tls_ca)}",

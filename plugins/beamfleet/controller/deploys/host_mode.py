@@ -761,7 +761,7 @@ def host_cluster() -> None:
         host_files.agent_config(
             paths, basename=s.basename, discovery_dns=s.discovery_dns,
             cidr=str(s.cidr or ""), port=s.agent_port, interval=s.agent_interval,
-            tls=bool(tls_version),
+            tls_version=tls_version,
         ),
     )  # fmt: skip
     agent_changed |= _file(
