@@ -98,3 +98,43 @@ def test_two_real_nodes_and_the_client_use_them(
 
     connected, seen = asyncio.run(scenario())
     assert connected and seen == [b.name]
+
+
+def _openssl(*argv: str) -> str:
+    return subprocess.run(
+        ["openssl", *argv], capture_output=True, text=True, check=True, timeout=30
+    ).stdout
+
+
+def test_a_renewed_ca_still_verifies_what_it_signed_and_nodes_on_either_connect(
+    issued: tuple[Path, Path], erl_node: Callable[..., ErlNode], tmp_path: Path
+) -> None:
+    directory, _ = issued
+    ca = directory / "ca.pem"
+    old = tmp_path / "old-ca.pem"
+    old.write_text(ca.read_text())
+    subprocess.run(
+        [sys.executable, str(SCRIPT), "renew-ca", "demo", str(directory), "5000"],
+        check=True, timeout=60,
+    )  # fmt: skip
+    assert _openssl("x509", "-in", str(ca), "-noout", "-serial") != _openssl(
+        "x509", "-in", str(old), "-noout", "-serial"
+    )
+    assert _openssl("x509", "-in", str(ca), "-noout", "-pubkey") == _openssl(
+        "x509", "-in", str(old), "-noout", "-pubkey"
+    )  # the same key
+    assert oct(ca.stat().st_mode & 0o777) == "0o444"
+    node = directory / "v1" / "node.pem"
+    assert "OK" in _openssl("verify", "-CAfile", str(ca), str(directory / "v1" / "node.crt"))
+    # a node still trusting the old CA certificate and one trusting the new one connect
+    a = erl_node(tls=NodeTls(node, node, old))
+    b = erl_node(tls=NodeTls(node, node, ca), cookie=a.cookie)
+    agent = directory / "v1" / "agent.pem"
+    client = TlsConfig.from_paths(agent, agent, ca)
+
+    async def scenario() -> tuple[bool, list[str]]:
+        async with connect(b.name, b.cookie, epmd_port=b.epmd_port, tls=client) as conn:
+            return await conn.connect_node(a.name), await conn.nodes()
+
+    connected, seen = asyncio.run(scenario())
+    assert connected and seen == [a.name]

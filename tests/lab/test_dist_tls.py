@@ -179,6 +179,27 @@ def test_new_certificates_roll_one_node_at_a_time_keeping_the_mesh(lab: LabHandl
     print(f"certificate rotation: {run.seconds:.1f} s, {len(watcher.samples)} samples")
 
 
+def test_a_renewed_ca_rolls_one_node_at_a_time_keeping_the_mesh(lab: LabHandle) -> None:
+    """`renew_dist_ca`: the CA gets a new certificate for its same key, every certificate a
+    new version, and the nodes roll to them gated: nodes trusting the old CA certificate
+    and those trusting the new one connect throughout."""
+    ca = "/var/lib/beamfleet/tls/demo/ca.pem"
+    serial = lab.ssh(MANAGER, f"openssl x509 -in {ca} -noout -serial")
+    with SwarmWatcher(lab, MANAGER, "demo", "beamfleet-demo", tls=True) as watcher:
+        run = deploy(lab, "renew_dist_ca=true", tls=True)
+    assert run.ok, run.output
+    assert "Certificates demo_dist_node.v3, demo_dist_agent.v3 (renew_dist_ca: the CA's " in (
+        run.output
+    )
+    assert f"demo: rolled {REPLICAS} tasks, each gated on the mesh" in run.output, run.output
+    assert lab.ssh(MANAGER, f"openssl x509 -in {ca} -noout -serial") != serial
+    assert len(watcher.samples) >= 5, (watcher.samples, watcher.errors)
+    assert offending_samples(watcher.samples) == [], watcher.samples
+    assert lasting_gaps(watcher.samples) == [], watcher.samples
+    assert_complete(lab, tls=True)
+    print(f"CA renewal: {run.seconds:.1f} s, {len(watcher.samples)} samples")
+
+
 def test_the_agent_reports_when_each_nodes_certificate_expires(lab: LabHandle) -> None:
     """Each agent reports the nodes it drives (rendezvous): together, every node."""
     fetch = (

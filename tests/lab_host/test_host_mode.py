@@ -405,3 +405,28 @@ def test_new_certificates_roll_one_host_at_a_time_keeping_the_mesh(
     for host in host_names(lab):
         assert lab.ssh(host, f"cat {TLS_DIR}/version").strip() == "2"
     print(f"certificate rotation on {len(host_names(lab))} hosts: {run.seconds:.1f} s")
+
+
+def test_a_renewed_ca_rolls_one_host_at_a_time_keeping_the_mesh(
+    lab: LabHandle, demo_release: Path, tmp_path: Path
+) -> None:
+    """`renew_dist_ca`: the CA's new certificate (same key) and new certificates reach every
+    host, whose node rolls to them one at a time; the watcher, still trusting the old CA
+    certificate, sees the mesh complete throughout."""
+    cookie = lab.ssh("host1", f"cat {COOKIE}").strip()
+    bundle, ca = tmp_path / "agent.pem", tmp_path / "ca.pem"
+    bundle.write_text(lab.ssh("host1", f"cat {TLS_DIR}/agent.pem"))
+    bundle.chmod(0o400)
+    ca.write_text(lab.ssh("host1", f"cat {TLS_DIR}/ca.pem"))
+    client = TlsConfig.from_paths(bundle, bundle, ca).client_context()
+    with MeshWatcher(nodes(lab), cookie, tls=client) as watcher:
+        run = deploy(lab, demo_release, *TLS, "--data", "renew_dist_ca=true")
+    assert run.ok, run.output
+    assert "TLS certificates v3 (renew_dist_ca: the CA's certificate renewed" in run.output
+    rolled = set(re.findall(rf"Roll node ({APP}@[\d.]+) to ", run.stderr))
+    assert rolled == set(nodes(lab)), run.stderr[-3000:]
+    assert watcher.offenders() == [], watcher.offenders()
+    assert watcher.samples[-1] == {}
+    for host in host_names(lab):
+        assert lab.ssh(host, f"cat {TLS_DIR}/ca.pem") != ca.read_text()  # the new one
+    print(f"CA renewal on {len(host_names(lab))} hosts: {run.seconds:.1f} s")

@@ -11,7 +11,6 @@ from beamfleet.controller.deploys.apps import AppsError, app_entries
 from beamfleet.controller.deploys.cluster import ImageTlsError, check_image_tls
 from beamfleet.controller.deploys.dist_tls import (
     DAY,
-    DistTlsError,
     DistTlsSecrets,
     describe_certificates,
     plan_dist_tls,
@@ -55,9 +54,19 @@ def test_rotation_and_a_missing_certificate_issue_a_new_version() -> None:
     assert "missing" in (plan_dist_tls("demo", gone, now=NOW, days=30, rotate=False).issue or "")
 
 
-def test_a_ca_that_expires_before_a_new_certificate_is_an_error_with_its_fix() -> None:
-    with pytest.raises(DistTlsError, match=r"CA expires in 10 days.*app_dist_tls_days"):
-        plan_dist_tls("demo", certs(2, 29, ca_days=10), now=NOW, days=30, rotate=False)
+def test_a_ca_near_its_end_is_renewed_with_a_new_version() -> None:
+    """30-day certificates: a CA with 39 days left (less than 40, a certificate's lifetime
+    and a third) gets a new certificate, same key, and every certificate a new version."""
+    plan = plan_dist_tls("demo", certs(2, 29, ca_days=39), now=NOW, days=30, rotate=False)
+    assert plan.renew_ca and plan.secrets.version == 3
+    assert plan.issue == "the CA expires in 39 days: the CA's certificate renewed, same key"
+    kept = plan_dist_tls("demo", certs(2, 29, ca_days=41), now=NOW, days=30, rotate=False)
+    assert not kept.renew_ca and kept.issue is None
+    asked = plan_dist_tls("demo", certs(2, 29), now=NOW, days=30, rotate=False, renew_ca=True)
+    assert asked.renew_ca and asked.issue is not None and asked.issue.startswith("renew_dist_ca")
+    # nothing to renew before there is a CA
+    first = plan_dist_tls("demo", DistTlsCerts(), now=NOW, days=30, rotate=False, renew_ca=True)
+    assert not first.renew_ca and first.issue == "no certificates yet"
 
 
 def test_tls_services_mount_the_certificates_and_pass_paths_only() -> None:

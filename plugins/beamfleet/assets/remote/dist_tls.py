@@ -17,6 +17,8 @@ Verbs (argv after the script):
                           name) and of the agent's (a client only), valid DAYS, each with
                           its key in one PEM file; create the Docker secrets
                           APP_dist_ca.vN, APP_dist_node.vN, APP_dist_agent.vN from them
+  renew-ca APP DIR CA_DAYS a new certificate of the CA for its same key and name, valid
+                          CA_DAYS (what it signed stays valid under it)
   issue-hosts APP DIR VERSION DAYS CA_DAYS HOST...
                           host mode: the CA if none, version VERSION's agent certificate the
                           first time, and for each HOST (the host part of a node's name)
@@ -144,6 +146,29 @@ def _ca(app: str, directory: str, ca_days: int) -> str:
     return ca_pem
 
 
+def renew_ca(app: str, directory: str, ca_days: int) -> None:
+    """A new CA certificate for the same key and name, valid ``ca_days`` from now.
+
+    Certificates name their issuer by its name and key (their authority key identifier is
+    the key's, no serial), so those the old CA certificate signed verify against the new
+    one and the other way round: nodes trusting either still connect, and the renewal
+    rolls like any new version. (A new CA *key* would not.)
+    """
+    os.umask(0o077)
+    ca_key, ca_pem = os.path.join(directory, "ca.key"), os.path.join(directory, "ca.pem")
+    if not os.path.exists(ca_key):
+        sys.exit(f"no CA in {directory} to renew")
+    fresh = ca_pem + ".new"
+    run(
+        "openssl", "req", "-x509", "-new", "-key", ca_key, "-out", fresh,
+        "-days", str(ca_days), "-sha256", "-subj", f"/CN=beamfleet {app} distribution CA",
+        "-addext", "basicConstraints=critical,CA:TRUE",
+        "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+    )  # fmt: skip
+    os.chmod(fresh, 0o444)
+    os.replace(fresh, ca_pem)
+
+
 def _record(directory: str, version: int, node_crt: str) -> None:
     here = os.path.join(directory, f"v{version}")
     expiry = {
@@ -226,6 +251,8 @@ def issue_hosts(
 def main(argv: list[str]) -> None:
     if argv[:1] == ["state"] and len(argv) == 2:
         state(argv[1])
+    elif argv[:1] == ["renew-ca"] and len(argv) == 4:
+        renew_ca(argv[1], argv[2], int(argv[3]))
     elif argv[:1] == ["issue-hosts"] and len(argv) >= 6:
         app, directory, version, days, ca_days = argv[1:6]
         issue_hosts(
@@ -241,7 +268,7 @@ def main(argv: list[str]) -> None:
     else:
         sys.exit(
             "usage: state DIR | issue APP DIR VERSION SUBNET DAYS CA_DAYS | "
-            "issue-hosts APP DIR VERSION DAYS CA_DAYS HOST..."
+            "issue-hosts APP DIR VERSION DAYS CA_DAYS HOST... | renew-ca APP DIR CA_DAYS"
         )
 
 

@@ -82,6 +82,13 @@ CLUSTER_KEYS = KeyTable(
             False,
         ),
         KeySpec(
+            "renew_dist_ca",
+            (bool,),
+            "`true` for one run: give the TLS distribution CA a new certificate (same key: "
+            "what it signed stays valid), issue new certificates and roll to them, gated",
+            False,
+        ),
+        KeySpec(
             "rebalance",
             (bool,),
             "`true` for one run: replace the applications' tasks one at a time so they "
@@ -113,6 +120,7 @@ class ClusterSettings:
     cookie_file: str | None
     rotate_cookie: bool
     rotate_dist_tls: bool
+    renew_dist_ca: bool
     check_timeout: int
     roll_timeout: int
 
@@ -147,6 +155,7 @@ def cluster_settings(
         cookie_file=CLUSTER_KEYS.value(data, "cookie_file"),
         rotate_cookie=bool(CLUSTER_KEYS.value(data, "rotate_cookie")),
         rotate_dist_tls=bool(CLUSTER_KEYS.value(data, "rotate_dist_tls")),
+        renew_dist_ca=bool(CLUSTER_KEYS.value(data, "renew_dist_ca")),
         check_timeout=int(CLUSTER_KEYS.value(data, "check_timeout")),
         # one key for both modes' rolls (declared with the host-mode keys)
         roll_timeout=int(host_mode.HOST_KEYS.value(data, "roll_timeout")),
@@ -248,6 +257,7 @@ def deploy_services(
             entry.settings.subnet,
             entry.settings.dist_tls_days,
             rotate=settings.rotate_dist_tls,
+            renew_ca=settings.renew_dist_ca,
         )
         if entry.settings.dist_tls
         else None

@@ -16,7 +16,9 @@ Nodes run ``-proto_dist inet_tls`` with verification both ways (``verify_peer``,
 ``fail_if_no_peer_cert``) and TLS 1.3 only; the image's entrypoint writes the options
 file (paths only). A new version is issued when none exists, when a third of the
 lifetime is left, or with ``rotate_dist_tls: true``; the services then roll to it, gated
-on the mesh (old and new certificates share the CA).
+on the mesh (old and new certificates share the CA). The CA's own certificate is renewed
+(same key) when it would expire within a third of a lifetime after a new certificate, or
+with ``renew_dist_ca: true``: what it signed stays valid, so that roll is gated too.
 """
 
 from __future__ import annotations
@@ -76,41 +78,48 @@ class DistTlsSecrets:
 class DistTlsPlan:
     secrets: DistTlsSecrets
     issue: str | None  # why a new version is issued, or None
+    renew_ca: bool = False  # the CA gets a new certificate (same key) first
 
 
 def plan_dist_tls(
-    app: str, certs: DistTlsCerts, *, now: float, days: int, rotate: bool
+    app: str,
+    certs: DistTlsCerts,
+    *,
+    now: float,
+    days: int,
+    rotate: bool,
+    renew_ca: bool = False,
 ) -> DistTlsPlan:
-    """Which version the services use, and whether to issue it first (pure).
+    """Which version the services use, whether to issue it first, and whether to renew
+    the CA's certificate before (pure).
 
     A new version when there is none, on ``rotate``, when a third of ``days`` or less is
-    left on the node or agent certificate, or when the CA expires before a new
-    certificate would.
+    left on the node or agent certificate, or when the CA is renewed: on ``renew_ca``, or
+    when it would expire before a new certificate (a third of ``days`` ahead of it). The
+    CA keeps its key, so what it signed before stays valid: the roll stays gated.
     """
     left = [t - now for t in (certs.node_not_after, certs.agent_not_after) if t is not None]
+    ca_left = None if certs.ca_not_after is None else certs.ca_not_after - now
+    renew = certs.version > 0 and (
+        renew_ca or (ca_left is not None and ca_left <= days * DAY * 4 / 3)
+    )
     reason: str | None = None
     if certs.version == 0:
         reason = "no certificates yet"
+    elif renew:
+        days_left = max(0, int((ca_left or 0) // DAY))
+        reason = "renew_dist_ca" if renew_ca else f"the CA expires in {days_left} days"
+        reason += ": the CA's certificate renewed, same key"
     elif rotate:
         reason = "rotate_dist_tls"
     elif len(left) < 2:
         reason = "a certificate of the current version is missing"
     elif min(left) <= days * DAY / 3:
         reason = f"{max(0, int(min(left) // DAY))} days left"
-    if certs.ca_not_after is not None and certs.ca_not_after - now < days * DAY:
-        raise DistTlsError(
-            f"the {app} distribution CA expires in {int((certs.ca_not_after - now) // DAY)} "
-            f"days, before a new certificate would: renew the CA (remove "
-            f"{TLS_ROOT}/{app} on the manager and roll every node) or lower app_dist_tls_days"
-        )
     if reason is None:
         return DistTlsPlan(DistTlsSecrets(app, certs.version, certs.node_not_after), None)
     version = certs.version + 1
-    return DistTlsPlan(DistTlsSecrets(app, version, int(now) + days * DAY), reason)
-
-
-class DistTlsError(Exception):
-    """The application's certificates cannot be issued; the message says what to do."""
+    return DistTlsPlan(DistTlsSecrets(app, version, int(now) + days * DAY), reason, renew)
 
 
 def tls_directory(app: str) -> str:
@@ -149,7 +158,9 @@ def stale_secrets(
     )
 
 
-def dist_tls_secrets(app: str, subnet: str, days: int, rotate: bool) -> DistTlsSecrets:
+def dist_tls_secrets(
+    app: str, subnet: str, days: int, rotate: bool, renew_ca: bool = False
+) -> DistTlsSecrets:
     """Ensure ``app``'s certificates on the acting manager; return the secrets to mount.
 
     Earlier versions no service mounts any more are removed (the ones the services still
@@ -158,7 +169,7 @@ def dist_tls_secrets(app: str, subnet: str, days: int, rotate: bool) -> DistTlsS
     directory = tls_directory(app)
     plan = plan_dist_tls(
         app, host.get_fact(DistTlsState, directory=directory), now=time.time(), days=days,
-        rotate=rotate,
+        rotate=rotate, renew_ca=renew_ca,
     )  # fmt: skip
     existing: dict[str, dict[str, Any]] = host.get_fact(SwarmSecrets)
     for old in stale_secrets(app, plan.secrets, existing, secrets_in_use()):
@@ -174,5 +185,5 @@ def _issue(app: str, directory: str, plan: DistTlsPlan, subnet: str, days: int) 
     dist_tls.certificates_issued(
         name=f"Certificates {plan.secrets.node}, {plan.secrets.agent} ({plan.issue})",
         app=app, directory=directory, version=plan.secrets.version, subnet=subnet,
-        days=days, ca_days=CA_DAYS,
+        days=days, ca_days=CA_DAYS, renew_ca=plan.renew_ca,
     )  # fmt: skip

@@ -247,6 +247,7 @@ class HostSettings:
     dist_tls: bool = False
     dist_tls_days: int = 30
     rotate_dist_tls: bool = False
+    renew_dist_ca: bool = False
 
     @property
     def paths(self) -> HostPaths:
@@ -326,6 +327,7 @@ def host_settings(data_host: Host | None = None) -> HostSettings:
         dist_tls=dist_tls,
         dist_tls_days=int(APP_KEYS.value(data, "app_dist_tls_days")),
         rotate_dist_tls=bool(CLUSTER_KEYS.value(data, "rotate_dist_tls")),
+        renew_dist_ca=bool(CLUSTER_KEYS.value(data, "renew_dist_ca")),
     )
 
 
@@ -672,8 +674,9 @@ def _dist_tls(plan: HostPlan, me: HostNode) -> int:
     ca_host = first_host()
     certs = ca_host.get_fact(DistTlsState, directory=paths.ca_dir)
     tls = plan_dist_tls(
-        s.app, certs, now=time.time(), days=s.dist_tls_days, rotate=s.rotate_dist_tls
-    )
+        s.app, certs, now=time.time(), days=s.dist_tls_days, rotate=s.rotate_dist_tls,
+        renew_ca=s.renew_dist_ca,
+    )  # fmt: skip
     version = tls.secrets.version
     names = sorted({n.node.split("@", 1)[1] for n in plan.nodes.values()})
     missing = [] if tls.issue else [n for n in names if n not in certs.hosts]
@@ -682,7 +685,7 @@ def _dist_tls(plan: HostPlan, me: HostNode) -> int:
         dist_tls_ops.host_certificates_issued(
             name=f"TLS certificates v{version} ({tls.issue or 'for ' + ', '.join(missing)})",
             app=s.app, directory=paths.ca_dir, version=version, days=s.dist_tls_days,
-            ca_days=CA_DAYS, hosts=names,
+            ca_days=CA_DAYS, hosts=names, renew_ca=tls.renew_ca,
         )  # fmt: skip
     if me.facts.files.get(paths.tls_version) != host_files.digest(f"{version}\n"):
         here = f"{paths.ca_dir}/v{version}"

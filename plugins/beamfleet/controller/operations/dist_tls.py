@@ -18,8 +18,9 @@ from beamfleet.controller.remote_scripts import script_text
 
 @operation(is_idempotent=False)
 def certificates_issued(
-    *, app: str, directory: str, version: int, subnet: str, days: int, ca_days: int
-) -> Generator[StringCommand, None, None]:
+    *, app: str, directory: str, version: int, subnet: str, days: int, ca_days: int,
+    renew_ca: bool = False,
+) -> Generator[StringCommand, None, None]:  # fmt: skip
     """
     Make version ``version`` of ``app``'s node and agent certificates (and the CA, the
     first time) on this manager, as Docker secrets ``<app>_dist_{ca,node,agent}.v<N>``.
@@ -31,7 +32,9 @@ def certificates_issued(
     + subnet: the application's overlay subnet: every address in it is a name of the
       node certificate
     + days: the certificates' lifetime
-    + ca_days: the CA's lifetime, when one is made
+    + ca_days: the CA's lifetime, when one is made or renewed
+    + renew_ca: first give the CA a new certificate for its same key (what it signed stays
+      valid, so old and new nodes still connect)
 
     Keys are made by openssl on the manager and go into Docker from files: they are in no
     command line and no output.
@@ -44,22 +47,29 @@ def certificates_issued(
                                      version=2, subnet="10.234.0.0/24", days=30,
                                      ca_days=3650)
     """
-    argv = ["issue", app, directory, str(version), subnet, str(days), str(ca_days)]
-    yield StringCommand(
+    if renew_ca:
+        yield _script("renew-ca", app, directory, str(ca_days))
+    yield _script("issue", app, directory, str(version), subnet, str(days), str(ca_days))
+
+
+def _script(*argv: str) -> StringCommand:
+    return StringCommand(
         "python3", "-c", shlex.quote(script_text("dist_tls.py")), *map(shlex.quote, argv)
     )
 
 
 @operation(is_idempotent=False)
 def host_certificates_issued(
-    *, app: str, directory: str, version: int, days: int, ca_days: int, hosts: Sequence[str]
-) -> Generator[StringCommand, None, None]:
+    *, app: str, directory: str, version: int, days: int, ca_days: int, hosts: Sequence[str],
+    renew_ca: bool = False,
+) -> Generator[StringCommand, None, None]:  # fmt: skip
     """
     Host mode, on the first host: version ``version`` of ``app``'s certificates (the CA
     the first time), with a node certificate for each of ``hosts`` that has none yet.
 
     + directory: where the CA and the certificates are kept (root only)
     + hosts: the host part of each node's name (its certificate's name)
+    + renew_ca: first give the CA a new certificate for its same key
 
     **Example:**
 
@@ -69,10 +79,9 @@ def host_certificates_issued(
                                           version=1, days=30, ca_days=3650,
                                           hosts=["10.0.0.1", "10.0.0.2"])
     """
-    argv = ["issue-hosts", app, directory, str(version), str(days), str(ca_days), *hosts]
-    yield StringCommand(
-        "python3", "-c", shlex.quote(script_text("dist_tls.py")), *map(shlex.quote, argv)
-    )
+    if renew_ca:
+        yield _script("renew-ca", app, directory, str(ca_days))
+    yield _script("issue-hosts", app, directory, str(version), str(days), str(ca_days), *hosts)
 
 
 def _copy(
