@@ -50,6 +50,17 @@ def issued(tmp_path: Path) -> tuple[Path, Path]:
     return directory, log
 
 
+def connects(*, via: ErlNode, to: ErlNode, client: TlsConfig) -> bool:
+    """Our client, on ``via``, has it connect to ``to``: then ``via`` lists ``to``, only it."""
+
+    async def scenario() -> tuple[bool, list[str]]:
+        async with connect(via.name, via.cookie, epmd_port=via.epmd_port, tls=client) as conn:
+            return await conn.connect_node(to.name), await conn.nodes()
+
+    connected, seen = asyncio.run(scenario())
+    return connected and seen == [to.name]
+
+
 def test_keys_are_owner_only_and_reach_docker_as_files(issued: tuple[Path, Path]) -> None:
     directory, log = issued
     assert oct(directory.stat().st_mode & 0o777) == "0o700"
@@ -90,14 +101,7 @@ def test_two_real_nodes_and_the_client_use_them(
     node_tls = NodeTls(bundle, bundle, ca)
     a = erl_node(tls=node_tls)
     b = erl_node(tls=node_tls, cookie=a.cookie)
-    client = TlsConfig.from_paths(agent, agent, ca)
-
-    async def scenario() -> tuple[bool, list[str]]:
-        async with connect(a.name, a.cookie, epmd_port=a.epmd_port, tls=client) as conn:
-            return await conn.connect_node(b.name), await conn.nodes()
-
-    connected, seen = asyncio.run(scenario())
-    assert connected and seen == [b.name]
+    assert connects(via=a, to=b, client=TlsConfig.from_paths(agent, agent, ca))
 
 
 def _openssl(*argv: str) -> str:
@@ -130,11 +134,4 @@ def test_a_renewed_ca_still_verifies_what_it_signed_and_nodes_on_either_connect(
     a = erl_node(tls=NodeTls(node, node, old))
     b = erl_node(tls=NodeTls(node, node, ca), cookie=a.cookie)
     agent = directory / "v1" / "agent.pem"
-    client = TlsConfig.from_paths(agent, agent, ca)
-
-    async def scenario() -> tuple[bool, list[str]]:
-        async with connect(b.name, b.cookie, epmd_port=b.epmd_port, tls=client) as conn:
-            return await conn.connect_node(a.name), await conn.nodes()
-
-    connected, seen = asyncio.run(scenario())
-    assert connected and seen == [a.name]
+    assert connects(via=b, to=a, client=TlsConfig.from_paths(agent, agent, ca))

@@ -384,16 +384,22 @@ def test_tls_keys_are_private_and_the_ca_stays_on_the_first_host(lab: LabHandle)
         assert "PRIVATE KEY" not in run.output
 
 
-def test_new_certificates_roll_one_host_at_a_time_keeping_the_mesh(
-    lab: LabHandle, demo_release: Path, tmp_path: Path
-) -> None:
+def tls_watcher(lab: LabHandle, tmp_path: Path) -> MeshWatcher:
+    """A watcher over TLS distribution with host1's agent certificate and CA certificate
+    as they are now (copied into ``tmp_path``)."""
     cookie = lab.ssh("host1", f"cat {COOKIE}").strip()
     bundle, ca = tmp_path / "agent.pem", tmp_path / "ca.pem"
     bundle.write_text(lab.ssh("host1", f"cat {TLS_DIR}/agent.pem"))
     bundle.chmod(0o400)
     ca.write_text(lab.ssh("host1", f"cat {TLS_DIR}/ca.pem"))
     client = TlsConfig.from_paths(bundle, bundle, ca).client_context()
-    with MeshWatcher(nodes(lab), cookie, tls=client) as watcher:
+    return MeshWatcher(nodes(lab), cookie, tls=client)
+
+
+def test_new_certificates_roll_one_host_at_a_time_keeping_the_mesh(
+    lab: LabHandle, demo_release: Path, tmp_path: Path
+) -> None:
+    with tls_watcher(lab, tmp_path) as watcher:
         run = deploy(lab, demo_release, *TLS, "--data", "rotate_dist_tls=true")
     assert run.ok, run.output
     assert "TLS certificates v2 (rotate_dist_tls)" in run.output
@@ -413,13 +419,7 @@ def test_a_renewed_ca_rolls_one_host_at_a_time_keeping_the_mesh(
     """`renew_dist_ca`: the CA's new certificate (same key) and new certificates reach every
     host, whose node rolls to them one at a time; the watcher, still trusting the old CA
     certificate, sees the mesh complete throughout."""
-    cookie = lab.ssh("host1", f"cat {COOKIE}").strip()
-    bundle, ca = tmp_path / "agent.pem", tmp_path / "ca.pem"
-    bundle.write_text(lab.ssh("host1", f"cat {TLS_DIR}/agent.pem"))
-    bundle.chmod(0o400)
-    ca.write_text(lab.ssh("host1", f"cat {TLS_DIR}/ca.pem"))
-    client = TlsConfig.from_paths(bundle, bundle, ca).client_context()
-    with MeshWatcher(nodes(lab), cookie, tls=client) as watcher:
+    with tls_watcher(lab, tmp_path) as watcher:
         run = deploy(lab, demo_release, *TLS, "--data", "renew_dist_ca=true")
     assert run.ok, run.output
     assert "TLS certificates v3 (renew_dist_ca: the CA's certificate renewed" in run.output
@@ -428,5 +428,5 @@ def test_a_renewed_ca_rolls_one_host_at_a_time_keeping_the_mesh(
     assert watcher.offenders() == [], watcher.offenders()
     assert watcher.samples[-1] == {}
     for host in host_names(lab):
-        assert lab.ssh(host, f"cat {TLS_DIR}/ca.pem") != ca.read_text()  # the new one
+        assert lab.ssh(host, f"cat {TLS_DIR}/ca.pem") != (tmp_path / "ca.pem").read_text()
     print(f"CA renewal on {len(host_names(lab))} hosts: {run.seconds:.1f} s")
