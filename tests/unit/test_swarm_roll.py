@@ -12,6 +12,9 @@ import shlex
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+from paramiko import SSHException
+
 from beamfleet.controller.swarm_roll import (
     HOLD_S,
     SECOND,
@@ -177,7 +180,9 @@ class ScriptedManager:
             out = [{"ID": "n1", "Description": {"Hostname": "host1"}}]
         elif "get" in words:
             out = {"UpdateStatus": {"State": "updating"}}
-        elif "mesh_check" in raw or "python3" in words:
+        elif "wait-rollout" in words:
+            out = None
+        elif "python3" in words:  # the gate
             self.looks += 1
             complete = self.looks == 1 or len(self.applied) > 1  # fine before, then broken
             problems = [] if complete else ["demo@10.234.0.1 could not be asked: nope"]
@@ -208,3 +213,120 @@ def test_a_node_that_does_not_join_puts_the_previous_spec_back_and_fails() -> No
     assert "demo@10.234.0.1 could not be asked: nope" in said
     # specs travel on stdin only
     assert all("demo:2" not in line for line in manager.lines if line.startswith("python3"))
+
+
+# What a gate's shell may print instead of its report (a login script, a wrapper, a
+# daemon's message on stdout): longer than a message quotes.
+GARBAGE = "Error response from daemon: rpc error: code = Unavailable desc = " + "x" * 400
+
+
+class BrokenGate(ScriptedManager):
+    """The scripted manager, whose gate answers ``answer`` (stdout lines, or an exception
+    raised as the connection would) from the look after the first step on, ``times``
+    times; every other look sees a complete mesh."""
+
+    def __init__(self, answer: list[str] | Exception, *, times: int = 99, first: int = 2) -> None:
+        super().__init__()
+        self.answer, self.times, self.first = answer, times, first
+        self.broken = 0
+
+    def run_shell_command(self, command: Any, **kwargs: Any) -> tuple[bool, Any]:
+        words = shlex.split(command.get_raw_value())
+        is_gate = (
+            words[0] == "python3"
+            and "wait-rollout" not in words
+            and not any(w in words for w in ("get", "apply-service"))
+        )
+        if is_gate and self.looks + 1 >= self.first and self.broken < self.times:
+            self.looks += 1
+            self.broken += 1
+            if isinstance(self.answer, Exception):
+                raise self.answer
+            return True, SimpleNamespace(stdout_lines=list(self.answer), stderr_lines=[])
+        if is_gate:
+            # complete whatever the step: only the broken answers stop this roll
+            self.looks += 1
+            report = {"complete": True, "running": ["10.234.0.1", "10.234.0.2"], "problems": []}
+            return True, SimpleNamespace(stdout_lines=[json.dumps(report)], stderr_lines=[])
+        return super().run_shell_command(command, **kwargs)
+
+
+def roll_with(manager: ScriptedManager) -> bool:
+    previous, desired = spec(OLD, replicas=2), spec(NEW, replicas=2)
+    gate = MeshGate("demo", "demo", "beamfleet-demo", "demo-agent", "/run/secrets/c", timeout=1)
+    command = gated_roll_command(desired, previous, gate, {})
+    return bool(command.function(None, manager, *command.args, **command.kwargs))
+
+
+def said_by(manager: ScriptedManager) -> str:
+    """What the roll told the operator (the commands it ran left out)."""
+    return "\n".join(line for line in manager.lines if not line.startswith("python3"))
+
+
+def images_applied(manager: ScriptedManager) -> list[str]:
+    return [a["TaskTemplate"]["ContainerSpec"]["Image"] for a in manager.applied]
+
+
+@pytest.mark.parametrize(
+    ("answer", "times", "named"),
+    [
+        # garbage at every look from the first step on, the rollback's look included
+        ([GARBAGE], 99, "the mesh gate answered something that is not JSON: 'Error response"),
+        (['{"complete": tr'], 99, "the mesh gate answered something that is not JSON"),
+        (["[1, 2]"], 99, "the mesh gate answered JSON that is not a report: '[1, 2]'"),
+        ([], 1, "the mesh gate answered nothing"),
+        (SSHException("No existing session"), 1, "SSHException: No existing session"),
+        (TimeoutError(), 1, "TimeoutError"),
+    ],
+    ids=["garbage", "cut-short", "not-a-report", "empty", "ssh-error", "timeout"],
+)
+def test_a_gate_that_answers_no_report_mid_roll_puts_the_previous_spec_back_and_fails(
+    answer: list[str] | Exception, times: int, named: str
+) -> None:
+    manager = BrokenGate(answer, times=times)
+    assert roll_with(manager) is False
+    assert images_applied(manager) == ["demo:2", "demo:1"]  # the first step, then back
+    assert not is_held(manager.applied[1])
+    said = said_by(manager)
+    assert named in said, said
+    assert "putting the previous version back" in said
+    if answer == [GARBAGE]:
+        assert GARBAGE not in said  # quoted shortened
+        assert "the mesh could not be looked at" in said  # the rollback's look: garbage too
+    elif times == 1:
+        assert "rolled back: the previous version is in the complete mesh" in said
+
+
+def test_an_engine_api_that_answers_garbage_mid_roll_puts_the_previous_spec_back() -> None:
+    class GarbledTasks(ScriptedManager):
+        def run_shell_command(self, command: Any, **kwargs: Any) -> tuple[bool, Any]:
+            words = shlex.split(command.get_raw_value())
+            if self.applied and "get" in words and words[-1].startswith("/tasks"):
+                return True, SimpleNamespace(stdout_lines=["<html>502</html>"], stderr_lines=[])
+            return super().run_shell_command(command, **kwargs)
+
+    manager = GarbledTasks()
+    assert roll_with(manager) is False
+    assert images_applied(manager) == ["demo:2", "demo:1"]
+    said = said_by(manager)
+    assert "answered something that is not JSON: '<html>502</html>'" in said, said
+
+
+@pytest.mark.parametrize(
+    ("answer", "named"),
+    [
+        ([GARBAGE], "the mesh gate answered something that is not JSON: 'Error response"),
+        ([], "the mesh gate answered nothing"),
+        (SSHException("No existing session"), "SSHException: No existing session"),
+    ],
+    ids=["garbage", "empty", "ssh-error"],
+)
+def test_a_gate_that_answers_no_report_before_the_roll_changes_nothing(
+    answer: list[str] | Exception, named: str
+) -> None:
+    manager = BrokenGate(answer, times=1, first=1)
+    assert roll_with(manager) is False
+    assert manager.applied == []
+    said = said_by(manager)
+    assert named in said, said
+    assert "nothing was changed" in said and "putting the previous version back" not in said

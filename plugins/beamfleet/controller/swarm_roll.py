@@ -16,7 +16,10 @@ each replacement:
   ``UpdateConfig``) is applied: nothing is left to replace, so nothing restarts;
 * **a failed step** (the new task does not start, Swarm pauses the update, or the gate
   times out): the spec from before the roll goes back (Swarm rolls the replaced tasks back
-  its usual way) and the run fails, naming the node and what the gate saw.
+  its usual way) and the run fails, naming the node and what the gate saw. Any other
+  failure once the first step was applied ends the same way (a gate or Engine API that
+  answers no JSON, :class:`UnreadableAnswer`; an SSH error; pyinfra's timeout), named in
+  the run's output; a failure before that changes nothing and says so.
 
 Steps pause rather than roll back on a task failure: Swarm's own rollback returns to its
 ``PreviousSpec``, the previous *step*, which already has the new version.
@@ -39,6 +42,7 @@ from typing import Any
 from pyinfra.api.command import FunctionCommand, StringCommand
 from pyinfra.api.host import Host
 from pyinfra.api.state import State
+from pyinfra.connectors.util import CommandOutput
 
 from beamfleet.controller.facts.beam import mesh_check_command
 from beamfleet.controller.operations.engine_api import engine_api_command, run_with_secret_stdin
@@ -263,6 +267,61 @@ class RollFailed(Exception):
     """A step of the roll failed: the message names the node and what was seen."""
 
 
+class UnreadableAnswer(RollFailed):
+    """A command on the manager (the mesh gate, the Engine API client) printed something
+    other than the JSON it gives: nothing can be judged from it, so the roll stops."""
+
+
+# Characters of an unreadable answer a message quotes (a daemon's message, a traceback).
+QUOTED_CHARS = 120
+
+
+def quoted(text: str, limit: int = QUOTED_CHARS) -> str:
+    """``text`` as a message quotes it, shortened to ``limit`` characters.
+
+    Example: ``quoted("x" * 200, 10)`` is ``"'xxxxxxx...'"``.
+    """
+    text = text.strip()
+    return repr(text if len(text) <= limit else text[: max(0, limit - 3)] + "...")
+
+
+def parse_answer(output: CommandOutput, who: str, expect: type | None = None) -> Any:
+    """The JSON value on the last line ``output`` (a pyinfra command's output) holds.
+
+    ``who`` names the command in the :class:`UnreadableAnswer` raised when there is no
+    such line, or it is not JSON, or (with ``expect``) not of that JSON type::
+
+        parse_answer(out, "the mesh gate", dict)
+        # UnreadableAnswer: the mesh gate answered something that is not JSON: 'Error: ...'
+    """
+    lines = [line for line in output.stdout_lines if line.strip()]
+    if not lines:
+        stderr = " ".join(output.stderr_lines).strip()
+        raise UnreadableAnswer(f"{who} answered nothing{f': {quoted(stderr)}' if stderr else ''}")
+    try:
+        value = json.loads(lines[-1])
+    except ValueError:
+        raise UnreadableAnswer(
+            f"{who} answered something that is not JSON: {quoted(lines[-1])}"
+        ) from None
+    if expect is not None and not isinstance(value, expect):
+        raise UnreadableAnswer(f"{who} answered JSON that is not a report: {quoted(lines[-1])}")
+    return value
+
+
+def describe_failure(exc: BaseException) -> str:
+    """What stopped a roll, for its message: a :class:`RollFailed` says it itself; any
+    other error (SSH, pyinfra's timeout, a bug) is named by its type and message.
+
+    Example: ``describe_failure(TimeoutError())`` is ``"the roll stopped on an error:
+    TimeoutError"``.
+    """
+    if isinstance(exc, RollFailed):
+        return str(exc)
+    detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return f"the roll stopped on an error: {detail}"
+
+
 @dataclass
 class _Roll:
     """The execution-time state of one gated roll (on the acting manager)."""
@@ -276,6 +335,8 @@ class _Roll:
     match: Mapping[str, Any] | None = None
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
+    # Whether a spec was sent: from then on the service may be mid-roll, whatever fails.
+    changed: bool = False
 
     @property
     def name(self) -> str:
@@ -293,7 +354,7 @@ class _Roll:
         )
         if not ok:
             raise RollFailed(f"Docker Engine API GET {path}: {' '.join(output.stderr_lines)}")
-        return json.loads(output.stdout_lines[-1])
+        return parse_answer(output, f"Docker Engine API GET {path}")
 
     def tasks(self) -> list[Task]:
         query = urllib.parse.quote(json.dumps({"service": [self.name]}))
@@ -308,6 +369,8 @@ class _Roll:
 
     def apply(self, spec: Mapping[str, Any]) -> None:
         body = json.dumps(spec, sort_keys=True)
+        # Before the call: one that fails on the way back (SSH) may have been applied.
+        self.changed = True
         if not run_with_secret_stdin(self.host, engine_api_command("apply-service"), body):
             raise RollFailed("Docker refused the service update (its message is above)")
 
@@ -315,9 +378,9 @@ class _Roll:
         ok, output = self.host.run_shell_command(
             StringCommand(self.gate.command(timeout)), print_output=False, print_input=False
         )
-        if not ok or not output.stdout_lines:
+        if not ok:
             return {"complete": False, "problems": [" ".join(output.stderr_lines)[-300:]]}
-        report: dict[str, Any] = json.loads(output.stdout_lines[-1])
+        report: dict[str, Any] = parse_answer(output, "the mesh gate", dict)
         return report
 
     @property
@@ -392,20 +455,31 @@ class _Roll:
         self.say(reason, fg="red")
         self.say("putting the previous version back", fg="red")
         restored = restore_spec(self.previous, self.desired)
+        # Whatever broke the roll may break these too: each failure is reported, and the
+        # previous spec is sent first, before anything whose answer is read.
         try:
             self.apply(restored)
-        except RollFailed as exc:
-            self.say(f"the rollback failed too: {exc}", fg="red")
+        except Exception as exc:
+            self.say(f"the rollback failed too: {describe_failure(exc)}", fg="red")
             return
         wait = max(60, self.gate.timeout * 2)
-        ok, output = self.host.run_shell_command(
-            engine_api_command("wait-rollout", self.name, str(wait)),
-            print_output=False,
-            print_input=False,
-        )
-        if not ok:
-            self.say(f"the rollback did not complete: {' '.join(output.stderr_lines)}", fg="red")
-        report = self.look(timeout=max(60, self.gate.timeout * 2))
+        try:
+            ok, output = self.host.run_shell_command(
+                engine_api_command("wait-rollout", self.name, str(wait)),
+                print_output=False,
+                print_input=False,
+            )
+            if not ok:
+                stderr = " ".join(output.stderr_lines)
+                self.say(f"the rollback did not complete: {stderr}", fg="red")
+            report = self.look(timeout=max(60, self.gate.timeout * 2))
+        except Exception as exc:
+            self.say(
+                "the previous spec was applied, but the mesh could not be looked at: "
+                f"{describe_failure(exc)}",
+                fg="red",
+            )
+            return
         if report.get("complete"):
             self.say("rolled back: the previous version is in the complete mesh", fg="red")
         else:
@@ -429,17 +503,24 @@ def run_gated_roll(
     """Execution-time half of the gated roll (a ``FunctionCommand`` on the acting manager).
 
     ``match``: the task fields that mark a replaced task (default: all of the desired
-    task template). Returns False (the operation fails) when the roll did not complete;
-    then the previous spec runs again, unless the roll never started.
+    task template). Returns False (the operation fails) when the roll did not complete,
+    whatever stopped it: then the previous spec runs again, unless nothing was changed.
     """
     roll = _Roll(host, desired, previous, gate, networks, match=match)
     try:
         roll.run()
-    except _NotStarted as exc:
-        roll.say(str(exc), fg="red")
-        return False
-    except RollFailed as exc:
-        roll.roll_back(str(exc))
+    # Any error: one left through would leave a task of the new version, held by the
+    # step's hour-long delay.
+    except Exception as exc:
+        reason = describe_failure(exc)
+        if not roll.changed:
+            if not isinstance(exc, _NotStarted):
+                reason = (
+                    f"the roll stopped before its first change, so nothing was changed: {reason}"
+                )
+            roll.say(reason, fg="red")
+            return False
+        roll.roll_back(reason)
         return False
     return True
 
