@@ -24,6 +24,7 @@ from beamfleet.controller.swarm_roll import (
     is_held,
     judge_step,
     node_label,
+    rebalance_command,
     restore_spec,
     stale,
     step_spec,
@@ -330,3 +331,20 @@ def test_a_gate_that_answers_no_report_before_the_roll_changes_nothing(
     said = said_by(manager)
     assert named in said, said
     assert "nothing was changed" in said and "putting the previous version back" not in said
+
+
+def test_a_rebalance_whose_service_reads_as_garbage_changes_nothing_and_fails() -> None:
+    class GarbledService(ScriptedManager):
+        def run_shell_command(self, command: Any, **kwargs: Any) -> tuple[bool, Any]:
+            if shlex.split(command.get_raw_value())[-1] == "/services/demo":
+                return True, SimpleNamespace(stdout_lines=[GARBAGE], stderr_lines=[])
+            return super().run_shell_command(command, **kwargs)
+
+    gate = MeshGate("demo", "demo", "beamfleet-demo", "demo-agent", "/run/secrets/c", timeout=1)
+    command = rebalance_command("demo", gate, {})
+    manager = GarbledService()
+    assert command.function(None, manager, *command.args, **command.kwargs) is False
+    assert manager.applied == []
+    assert "GET /services/demo answered something that is not JSON: 'Error response" in (
+        said_by(manager)
+    )

@@ -542,7 +542,12 @@ def run_rebalance(
     if not ok:
         host.log_styled(f"{name}: {' '.join(output.stderr_lines)}", fg="red")
         return False
-    live = json.loads(output.stdout_lines[-1])["Spec"]
+    try:
+        service = parse_answer(output, f"Docker Engine API GET /services/{name}", dict)
+    except UnreadableAnswer as exc:
+        host.log_styled(f"{name}: {exc}; nothing was changed", fg="red")
+        return False
+    live = service["Spec"]
     desired = copy.deepcopy(live)
     template = desired.setdefault("TaskTemplate", {})
     template["ForceUpdate"] = int(template.get("ForceUpdate") or 0) + 1
