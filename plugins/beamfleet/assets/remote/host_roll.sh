@@ -1,9 +1,14 @@
 #!/bin/sh
 # Start or roll one host's node, gated on the mesh, with rollback.
 #
-# The node's unit and environment (CONFIG) reach the host as <file>.staged: only this
-# script puts them in place, right before it (re)starts the node, so what is in place is
-# always what the node runs with.
+# The node's unit and environment, and the port mapper's unit (CONFIG), reach a host
+# whose node runs as <file>.staged: only this script puts them in place, right before it
+# (re)starts the node, so what is in place is always what the node runs with. A CONFIG
+# file named <unit>.service other than UNIT's is another unit's (the port mapper's): when
+# its staged version is put in place, that unit restarts in the same systemctl call as
+# UNIT, never alone. A restarted port mapper forgets the registration of the node running
+# on it, which no peer (nor the gate) could then reach: the node restarts with it (its
+# unit is ordered After= the port mapper: it stops first and starts last).
 #
 # start: put the staged CONFIG in place, point CURRENT at TARGET, enable and start UNIT.
 #        No gate: every new node starts at once (check.py proves the mesh).
@@ -12,10 +17,14 @@
 # roll:  1. Wait until the mesh is complete without touching this node (a host that is
 #           still coming back is waited for; rolling now would take a second node out).
 #        2. Put the staged CONFIG in place (the replaced files kept as <file>.previous),
-#           point CURRENT at TARGET, restart UNIT (the node stops cleanly: one nodedown).
+#           point CURRENT at TARGET, restart UNIT (the node stops cleanly: one nodedown)
+#           and the units whose files were put in place.
 #        3. Wait until every node of NODES_FILE lists every other one, this node included.
 #        4. If it does not within TIMEOUT seconds: put back the previous release and
-#           CONFIG, restart, wait again, and fail naming NODE and what the gate saw.
+#           CONFIG, restart the same units, wait again, and fail naming NODE and what the
+#           gate saw.
+#        The releases kept are the running one and the one before it (all of them when the
+#        roll changed CONFIG only: TARGET is the release that was running).
 #
 # usage: host_roll.sh start|restart|roll CURRENT TARGET UNIT NODES_FILE COOKIE TIMEOUT NODE [CONFIG...]
 set -u
@@ -41,11 +50,12 @@ gate() { # seconds -> prints what was missing on failure
 switch() {
     ln -sfn "$1" "$current.new" && mv -T "$current.new" "$current"
 }
-install_staged() { # CONFIG... : staged files in place, the replaced ones kept
+install_staged() { # CONFIG... : staged files in place, the replaced ones kept; sets
+    installed=     # $installed to the names of the files put in place
     for f do
         [ -f "$f.staged" ] || continue
         if [ -f "$f" ]; then cp -p "$f" "$f.previous"; else rm -f "$f.previous"; fi
-        mv -f "$f.staged" "$f"
+        mv -f "$f.staged" "$f" && installed="$installed ${f##*/}"
     done
 }
 restore_previous() { # CONFIG... : prints the names of the files put back
@@ -58,18 +68,33 @@ restore_previous() { # CONFIG... : prints the names of the files put back
 forget_previous() {
     for f do rm -f "$f.previous"; done
 }
+along() { # file names -> the units among them other than UNIT (those restart with it)
+    for n do
+        case $n in "$unit") ;; *.service) printf ' %s' "$n" ;; esac
+    done
+}
+restart_node() { # [UNIT...] : (re)start UNIT with these, in one call, from a clean state
+    # a node that kept crashing may have hit systemd's start limit: clear it
+    systemctl reset-failed "$@" "$unit" 2>/dev/null || true
+    systemctl restart "$@" "$unit"
+}
 
+# the names split into words on purpose: file and unit names hold no spaces
+# shellcheck disable=SC2046,SC2086
 case $mode in
 start)
     install_staged "$@"
     forget_previous "$@"
-    switch "$target" && systemctl daemon-reload && systemctl enable --now "$unit"
+    # no node runs yet: a changed port mapper can restart on its own
+    others=$(along $installed)
+    switch "$target" && systemctl daemon-reload &&
+        { [ -z "$others" ] || systemctl restart $others; } && systemctl enable --now "$unit"
     exit ;;
 restart)
     install_staged "$@"
     forget_previous "$@"
     switch "$target" && systemctl daemon-reload && systemctl enable "$unit" &&
-        systemctl restart "$unit"
+        restart_node $(along $installed)
     exit ;;
 roll) ;;
 *) echo "$0: unknown mode $mode (start, restart or roll)" >&2; exit 2 ;;
@@ -84,15 +109,18 @@ fi
 install_staged "$@"
 systemctl daemon-reload
 switch "$target" || exit 1
-systemctl reset-failed "$unit" 2>/dev/null || true
-systemctl restart "$unit"
+# shellcheck disable=SC2046,SC2086
+restart_node $(along $installed)
 if seen=$(gate "$timeout"); then
     forget_previous "$@"
-    # keep the running release and the one before it
+    # keep the running release and the one before it; a roll of the same release (its
+    # CONFIG changed only) keeps the one that ran before it too: it removes nothing
     keep_a=${target##*/} keep_b=${previous##*/}
-    for r in "${target%/*}"/*; do
-        case ${r##*/} in "$keep_a" | "$keep_b") ;; *) rm -rf "$r" ;; esac
-    done
+    if [ "$keep_a" != "$keep_b" ]; then
+        for r in "${target%/*}"/*; do
+            case ${r##*/} in "$keep_a" | "$keep_b") ;; *) rm -rf "$r" ;; esac
+        done
+    fi
     echo "$node: on ${target##*/}, in the complete mesh"
     exit 0
 fi
@@ -103,9 +131,9 @@ journalctl -u "$unit" -n 15 --no-pager -o cat >&2 2>/dev/null || true
 restored=$(restore_previous "$@")
 [ -z "$restored" ] || systemctl daemon-reload
 [ -z "$previous" ] || switch "$previous"
-# a node that kept crashing may have hit systemd's start limit: clear it
-systemctl reset-failed "$unit" 2>/dev/null || true
-systemctl restart "$unit"
+# the port mapper put back restarts with the node again
+# shellcheck disable=SC2046,SC2086
+restart_node $(along $restored)
 back="${previous##*/}${restored:+ and the previous$restored}"
 if gate "$timeout" >/dev/null; then
     echo "$node: rolled back to $back, back in the complete mesh" >&2
