@@ -73,3 +73,10 @@ def test_entries_are_checked_like_the_top_level_keys() -> None:
     assert "application name 'bad name!'" in problems
     assert "`apps.chat` must be a dict of settings" in problems
     assert check_apps({}) is not None
+
+
+def test_an_application_name_that_cannot_be_a_basename_needs_one() -> None:
+    problems = check_apps({"shop.eu": {}, "chat.eu": {"basename": "chat"}})
+    assert problems is not None
+    assert "`apps.shop.eu`: the application name 'shop.eu' is also the nodes' basename" in problems
+    assert "chat.eu" not in problems

@@ -99,12 +99,25 @@ def test_pyinfra_global_arguments_and_connector_keys_are_accepted():
         ("swarm_networks", {"app": {"subnett": "10.233.9.0/24"}}, "unknown settings ['subnett']"),
         ("swarm_networks", {"app": {"subnet": "nope"}}, "network 'app': 'nope' is not a network"),
         ("docker_daemon", ["cgroup-parent"], "`docker_daemon` must be a dict"),
+        # what reaches a unit, an environment file or a node name
+        ("app_env", {"A\nExecStartPre": "x"}, "'A\\nExecStartPre' is not a variable name"),
+        ("app_env", {"LANG-X": "x"}, "is not a variable name"),
+        ("app_env", {"MOTD": "one\ntwo"}, "the value of MOTD has a control character"),
+        ("app_basename", "my.app", "a node's basename (the part before `@`)"),
+        ("app_name", "my.app", "`app_name` 'my.app' is also the nodes' basename"),
     ],
 )
 def test_value_types_and_formats(key: str, value: object, expected: str):
     (problem,) = problems([*good(), spec("w3", "workers", **{key: value})])
     assert problem.startswith("w3: ")
     assert expected in problem
+
+
+def test_a_dotted_app_name_is_fine_with_a_basename_of_its_own():
+    named = spec("w3", "workers", app_name="my.app", app_basename="my_app")
+    assert problems([*good(), named]) == []
+    (problem,) = problems([*good(), spec("w3", "workers", app_name="my.app")])
+    assert "set `app_basename` (e.g. 'my_app')" in problem
 
 
 def test_unreachable_hosts_are_named():

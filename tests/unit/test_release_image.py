@@ -4,6 +4,7 @@ start script edits run on fixture releases, the derived image's tag."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -455,3 +456,24 @@ def test_the_probe_tells_whether_tls_distribution_can_start() -> None:
     assert (without.tls_dist, with_ssl.tls_dist) == (False, True)
     # the probe looks for the module itself, wherever the release or its OTP keeps it
     assert "-name inet_tls_dist.beam" in PROBE
+
+
+@pytest.mark.parametrize(
+    ("user", "epmd", "refused"),
+    [
+        ("app\nRUN touch /pwned", "/usr/bin/epmd", "the image's User is 'app\\nRUN"),
+        ("app user", "/usr/bin/epmd", "the image's User is 'app user'"),
+        ("10001", "/usr/bin/epmd\nRUN id", "the image's port mapper is at"),
+        ("10001:10001", "/usr/bin/epmd", None),
+        ("app:staff", "/app/erts-15.2.7/bin/epmd", None),
+    ],
+)
+def test_what_the_image_puts_into_the_dockerfile_is_one_word(
+    user: str, epmd: str, refused: str | None
+) -> None:
+    layout = ReleaseLayout("erl", ("erl", "-noinput"), epmd, user=user)
+    if refused is None:
+        assert f"ENV BEAMFLEET_EPMD={epmd}" in layout.dockerfile("sha256:abc")
+        return
+    with pytest.raises(ReleaseImageError, match=re.escape(refused)):
+        layout.dockerfile("sha256:abc")

@@ -25,7 +25,7 @@ import difflib
 import importlib
 import ipaddress
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeAlias
 from weakref import WeakKeyDictionary, WeakSet
@@ -244,6 +244,21 @@ def docker_name(max_length: int) -> Check:
     return check
 
 
+DataCheck = Callable[[Mapping[str, Any]], list[str]]
+"""A check of one host's data as a whole (keys that decide together), for
+:func:`register_data_check`: the problems, each one actionable sentence."""
+
+DATA_CHECKS: list[DataCheck] = []
+
+
+def register_data_check(check: DataCheck) -> DataCheck:
+    """Run ``check`` on every host's data when the inventory is validated (usable as a
+    decorator). Example: the nodes' basename, which ``app_name`` gives when
+    ``app_basename`` is unset."""
+    DATA_CHECKS.append(check)
+    return check
+
+
 ALL_KEYS_MODULE = "beamfleet.controller.deploys.cluster"
 """Importing it registers every built-in key table (swarm, engine, app, agent, cluster)."""
 
@@ -352,6 +367,7 @@ def _key_problems(hosts: list[HostSpec], connector_keys: set[str]) -> list[str]:
                 continue
             if spec.check and (error := spec.check(value)):
                 problems.append(f"{h.name}: `{key}`: {error}")
+        problems += [f"{h.name}: {p}" for check in DATA_CHECKS for p in check(h.data)]
     return problems
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import posixpath
+import re
 import shlex
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -87,6 +88,13 @@ IMAGE_ADVICE: Final = "Use an image that names itself (docs/cluster.md)"
 
 class ReleaseImageError(PyinfraError):
     """beamfleet cannot adapt an application image; the message says what it looked for."""
+
+
+# What an image's configuration may put into a line of the derived Dockerfile: a user
+# (name or uid, optionally `:group`) and a path. A newline in either would be a Dockerfile
+# instruction of the image author's choosing, run while beamfleet builds.
+IMAGE_USER: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*(?::[A-Za-z0-9_][A-Za-z0-9_.-]*)?")
+IMAGE_PATH: Final = re.compile(r"[A-Za-z0-9_./+-]+")
 
 
 @dataclass(frozen=True)
@@ -194,6 +202,17 @@ class ReleaseLayout:
         """
         if not self.derived:
             raise ReleaseImageError("an image that names itself is used as it is, not derived")
+        if self.user and not IMAGE_USER.fullmatch(self.user):
+            raise ReleaseImageError(
+                f"the image's User is {self.user!r}: beamfleet writes it into the derived "
+                "image's Dockerfile and takes a user or uid, optionally `:group` (letters, "
+                "digits, `_`, `.`, `-`); set the image's USER to such a value"
+            )
+        if not IMAGE_PATH.fullmatch(self.epmd):
+            raise ReleaseImageError(
+                f"the image's port mapper is at {self.epmd!r}: beamfleet writes that path into "
+                "the derived image's Dockerfile and takes letters, digits and `_./+-` only"
+            )
         lines = [f"FROM {base}"]
         root_for_edits = bool(self.edits) and self.user not in ("", "root", "0")
         if root_for_edits:

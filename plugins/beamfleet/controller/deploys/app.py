@@ -24,7 +24,9 @@ nothing sent, nothing restarted; a replica count change only adds or removes tas
 
 from __future__ import annotations
 
+import re
 import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,10 +41,13 @@ from beamfleet.controller.inventory import (
     image_reference,
     not_negative,
     positive,
+    register_data_check,
 )
 from beamfleet.controller.operations import services, swarm
+from beamfleet.controller.safe_text import ENV_NAME, has_control_character
 from beamfleet.controller.swarm_roll import MeshGate
 from beamfleet.runtime.constants import COOKIE_MOUNT_PATH, COOKIE_SECRET_TARGET
+from beamfleet.runtime.node_names import ALIVE_MAX, is_alive
 
 # Names reach Docker and hosts' commands: checked at planning time. The application's
 # name is shorter, so `<app>-agent` and `<app>_cookie.v<N>` fit Docker's 63/64 too.
@@ -67,9 +72,49 @@ def default_network(app_name: str) -> str:
 
 
 def _env(value: Any) -> str | None:
+    """``app_env``: names a shell and an EnvironmentFile read as names, values without a
+    control character (they become lines of a unit's environment file or a spec)."""
     if not all(isinstance(k, str) and isinstance(v, str | int) for k, v in value.items()):
         return "give {NAME: value} with string names"
+    for key, item in value.items():
+        if not ENV_NAME.fullmatch(key):
+            return (
+                f"{key!r} is not a variable name: a letter or `_`, then letters, digits or `_`"
+            )
+        if isinstance(item, str) and has_control_character(item):
+            return f"the value of {key} has a control character (a newline?): give one line"
     return None
+
+
+def _basename(value: Any) -> str | None:
+    if not is_alive(value):
+        return (
+            f"{value!r}: a node's basename (the part before `@`) is 1-{ALIVE_MAX} letters, "
+            "digits, `_` or `-`"
+        )
+    return None
+
+
+def basename_problem(name: str, basename: str | None, where: str = "`app_name`") -> str | None:
+    """Why nodes named after ``name`` could not start, when no basename is given (``app_name``
+    is the basename then; Docker allows dots in it, node names do not)."""
+    if basename or is_alive(name):
+        return None
+    suggestion = re.sub(r"[^A-Za-z0-9_-]", "_", name)[:ALIVE_MAX] or "app"
+    return (
+        f"{where} {name!r} is also the nodes' basename (`<basename>@<host>`), which takes "
+        f"letters, digits, `_` and `-` only: set `app_basename` (e.g. {suggestion!r}) or "
+        "give the application such a name"
+    )
+
+
+@register_data_check
+def _app_basename_problems(data: Mapping[str, Any]) -> list[str]:
+    name, basename = data.get("app_name"), data.get("app_basename")
+    if not isinstance(name, str) or not isinstance(basename, str | None):
+        return []  # a wrong type is reported by the key checks
+    problem = basename_problem(name, basename)
+    return [problem] if problem else []
 
 
 APP_KEYS = KeyTable(
@@ -86,7 +131,7 @@ APP_KEYS = KeyTable(
             "app_basename",
             (str,),
             "node basename: nodes are `<basename>@<overlay ip>`",
-            check=docker_name(NAME_MAX),
+            check=_basename,
             default_doc="= `app_name`",
         ),
         KeySpec(

@@ -29,7 +29,7 @@ from typing import Any
 
 from pyinfra.api.exceptions import PyinfraError
 
-from beamfleet.controller.deploys.app import APP_KEYS, APP_NAME_MAX, AppSettings
+from beamfleet.controller.deploys.app import APP_KEYS, APP_NAME_MAX, AppSettings, basename_problem
 from beamfleet.controller.inventory import HostDataLike, KeySpec, KeyTable, docker_name
 
 PREFIX = "app_"
@@ -71,6 +71,11 @@ def _entry_problems(name: str, entry: Any) -> list[str]:
             )
         elif spec.check and (error := spec.check(value)):
             problems.append(f"`apps.{name}.{key}`: {error}")
+    basename = entry.get("basename")
+    if isinstance(basename, str | None) and (
+        problem := basename_problem(name, basename, "the application name")
+    ):
+        problems.append(f"`apps.{name}`: {problem}")
     return problems
 
 
