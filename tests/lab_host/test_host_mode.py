@@ -3,7 +3,9 @@
 One lab, in order: a cold deploy on 3 hosts of a standard ERTS-bundled `mix release`
 (the image tests/lab/images/mix, its release exported), check, a 4th host added, an
 unchanged re-run, a roll to a new version watched from outside, a release that cannot
-boot rolled back, a host removed. The lab's inventory serves both modes; this module
+boot rolled back, a host removed, a maintenance reboot, the same release built without ERTS
+(its port mapper becomes Debian's) rolled watched from outside, the firewall (back to the
+bundled ERTS), TLS distribution. The lab's inventory serves both modes; this module
 runs with ``--data cluster_mode=host``. Peers come from the lab's DNS server.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import itertools
 import json
 import re
 import socket
@@ -20,10 +23,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from beamfleet.controller.deploys import images
+from beamfleet.controller.host_files import EPMD_UNIT
 from beamfleet.controller.host_release import export_from_image, inspect_tarball
 from beamfleet.runtime.erlang_dist.tls import TlsConfig
 from beamfleet.runtime.mesh import look
@@ -55,6 +60,15 @@ def releases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "v2": release_variant(v1, out / "v2.tar.gz", "export DEMO_RELEASE_MARK=2"),
         "crash": release_variant(v1, out / "crash.tar.gz", "echo cannot boot >&2; exit 3"),
     }
+
+
+@pytest.fixture(scope="module")
+def noerts_release(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same `mix release` built with include_erts: false (tests/lab/images/mix-noerts):
+    it runs on the hosts' Erlang, Debian 13's erlang-base, whose OTP (27, ERTS 15.2.7) is
+    the one the bundled release was built with."""
+    tag = build_image("mix-noerts")
+    return export_from_image(_docker_id(tag), "/srv/imgmix", tmp_path_factory.mktemp("noerts"))
 
 
 def _docker_id(tag: str) -> str:
@@ -272,6 +286,56 @@ def test_maintenance_reboots_one_host_at_a_time_keeping_the_rest_meshed(
     assert_mesh_table(check(lab), 3)
 
 
+def started_at(lab: LabHandle, host: str, unit: str) -> int:
+    """When ``unit`` last became active, in µs of CLOCK_MONOTONIC: the lab's hosts are
+    containers on one kernel, so the hosts' figures compare."""
+    value = lab.ssh(host, f"systemctl show -p ActiveEnterTimestampMonotonic --value {unit}")
+    return int(value.strip())
+
+
+def port_mapper_binary(lab: LabHandle, host: str) -> str:
+    line = lab.ssh(host, f"grep '^ExecStart=' /etc/systemd/system/{EPMD_UNIT}").strip()
+    return line.removeprefix("ExecStart=").split()[0]
+
+
+def test_a_release_switching_to_the_hosts_erlang_rolls_its_port_mapper_one_host_at_a_time(
+    lab: LabHandle, releases: dict[str, Path], noerts_release: Path
+) -> None:
+    """From the ERTS-bundled release to the same built without ERTS: every host's port
+    mapper unit changes (the copy of the release's epmd -> Debian's) and restarts with its
+    node, in that node's gated roll, one host after the other; a watcher from outside never
+    sees more than the rolled node missing."""
+    release = inspect_tarball(noerts_release)
+    assert not release.bundled_erts and inspect_tarball(releases["v2"]).bundled_erts
+    hosts = host_names(lab)
+    assert {port_mapper_binary(lab, h) for h in hosts} == {"/opt/beamfleet/bin/epmd"}
+    before = {h: started_at(lab, h, EPMD_UNIT) for h in hosts}
+    cookie = lab.ssh("host1", f"cat {COOKIE}").strip()
+    with MeshWatcher(nodes(lab), cookie) as watcher:
+        run = deploy(lab, noerts_release)
+    assert run.ok, run.output
+    rolled = re.findall(rf"Roll node ({APP}@[\d.]+) to \S+ with its new port mapper", run.stderr)
+    assert sorted(set(rolled)) == sorted(nodes(lab)), run.stderr[-3000:]
+    for h in hosts:
+        assert current(lab, h) == release.install_name
+        assert port_mapper_binary(lab, h) == "/usr/bin/epmd"
+        assert lab.ssh(h, f"systemctl is-active {EPMD_UNIT} {NODE_UNIT}").split() == ["active"] * 2
+    # each host's port mapper restarted just before its node, and only once the previous
+    # host's node was back (the hosts' restarts never overlap)
+    spans = sorted((started_at(lab, h, EPMD_UNIT), started_at(lab, h, NODE_UNIT), h) for h in hosts)
+    for (_, node_up, h), (epmd_up, _, later) in itertools.pairwise(spans):
+        assert node_up < epmd_up, f"{later}'s port mapper restarted before {h}'s node was back"
+    assert all(epmd_up > before[h] and node_up >= epmd_up for epmd_up, node_up, h in spans)
+    assert watcher.offenders() == [], watcher.offenders()
+    assert any(watcher.samples[:-1]), "no sample saw a node away: did anything restart?"
+    assert watcher.samples[-1] == {}, "the mesh is not complete after the roll"
+    print(
+        f"bundled -> system ERTS roll of {len(hosts)} hosts: {run.seconds:.1f} s, "
+        f"{len(watcher.samples)} samples"
+    )
+    assert_mesh_table(check(lab), len(hosts))
+
+
 def _reachable(address: str, port: int) -> bool:
     try:
         with socket.create_connection((address, port), timeout=2):
@@ -319,6 +383,7 @@ def demo_release(tmp_path_factory: pytest.TempPathFactory) -> Path:
     built = images.build(
         images.APP_REPO_DEFAULT, images.app_context(ROOT / "examples" / "demo"), archive=False
     )
+    assert built.image_id is not None, "the demo's image was built without an ID"
     return export_from_image(built.image_id, "/app", tmp_path_factory.mktemp("demo"))
 
 
@@ -337,7 +402,7 @@ def names_on_the_wire(lab: LabHandle, host: str, restart: str) -> dict[str, int]
         60,
         "the capture to end",
     )
-    seen: dict[str, int] = json.loads(lab.ssh(host, "cat /root/capture.json"))
+    seen: dict[str, Any] = json.loads(lab.ssh(host, "cat /root/capture.json"))
     return {"packets": seen["packets"], "names": seen["counts"][f"{APP}@10.232."]}
 
 

@@ -176,7 +176,9 @@ def epmd_unit(epmd: str, address: str) -> str:
     ``epmd``: a stable path (Debian's, or a copy of a release's; never inside a release
     that a roll replaces). ``address``: "" listens on every interface (short names
     without ``cluster_cidr``: nothing says which one the other hosts reach). Runs as a
-    throw-away user with the usual hardening.
+    throw-away user with the usual hardening. On a host whose node runs, a change of it
+    (another ``epmd``, address or hardening) is staged and put in place by the node's
+    roll, which restarts the two together (see :func:`node_unit`).
     """
     listen = f"-address 127.0.0.1,{address} " if address else ""
     where = f"127.0.0.1 and {address} only" if address else "every interface"
@@ -245,6 +247,12 @@ def node_unit(paths: HostPaths, unit: NodeUnit) -> str:
     return (
         "[Unit]\n"
         f"Description=beamfleet node {unit.basename} of {paths.app} (release {unit.name})\n"
+        # Requires=: systemd restarts the node whenever its port mapper restarts, explicitly
+        # or after a crash (Restart=always; seen on Debian 12's and 13's systemd), so the
+        # node never runs on a port mapper that does not know it (no peer could reach it
+        # until it registered again). That is why the port mapper changes only in the
+        # node's gated roll (host_roll.sh restarts the two together, in one call). After=:
+        # the node stops before its port mapper and starts after it.
         f"Requires={EPMD_UNIT}\nAfter={EPMD_UNIT} network-online.target\n"
         "Wants=network-online.target\n\n"
         "[Service]\nType=exec\n"

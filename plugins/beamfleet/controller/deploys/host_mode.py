@@ -748,13 +748,18 @@ def host_cluster() -> None:
     _runtime_files(plan, me)
     epmd = runner.epmd
     changed_launcher = _file(me, f"{host_files.BIN}/beamfleet", host_files.launcher(), "755")
-    epmd_changed = _file(
-        me, paths.unit_path(host_files.EPMD_UNIT), host_files.epmd_unit(epmd, me.address)
-    )
+    # A running node's port mapper changes in the node's own (gated, serial) step: restarted,
+    # the port mapper takes the node with it (Requires=), so restarting it here would
+    # restart every node at once. Without a node yet, it is written and restarted here.
+    has_node = me.facts.current is not None
+    epmd_file = paths.unit_path(host_files.EPMD_UNIT)
+    epmd_changed = _file(me, epmd_file, host_files.epmd_unit(epmd, me.address), staged=has_node)
     node = _node_unit(plan, tls_version)
     switching = _switches_distribution(plan, me, tls_version)
-    # the node's own unit and environment are put in place by its (re)start (node_rolled)
+    # the node's own unit and environment are put in place by its (re)start (node_rolled),
+    # with the port mapper's unit when it changed (host_roll.sh restarts the two together)
     node_config = (paths.unit_path(paths.node_unit), paths.node_env)
+    roll_config = (epmd_file, *node_config) if has_node else node_config
     node_changed = _file(me, node_config[0], runner.unit(paths, node), staged=True)
     node_changed |= _file(me, node_config[1], runner.env(paths, node), staged=True)
     _file(me, paths.nodes, host_files.nodes_file(plan.node_names))
@@ -777,7 +782,7 @@ def host_cluster() -> None:
         name="Port mapper",
         units=[host_files.EPMD_UNIT],
         restart=[host_files.EPMD_UNIT]
-        if epmd_changed and me.facts.is_active(host_files.EPMD_UNIT)
+        if epmd_changed and not has_node and me.facts.is_active(host_files.EPMD_UNIT)
         else [],
         reload=epmd_changed or node_changed or agent_changed,
         active=active,
@@ -797,15 +802,17 @@ def host_cluster() -> None:
             name=f"Restart node {me.node} on {'TLS' if tls_version else 'TCP'} distribution",
             current=paths.current, target=target, unit=paths.node_unit, nodes_file=paths.nodes,
             cookie=paths.cookie, timeout=s.roll_timeout, node=me.node, first_start=False,
-            config=node_config, restart=True,
+            config=roll_config, restart=True,
         )  # fmt: skip
     elif me.facts.current != runner.install_name or node_changed or epmd_changed:
-        # after every new node has started: the gate expects them
+        # after every new node has started: the gate expects them. A changed port mapper
+        # alone rolls the node too (host_roll.sh restarts them together)
         host_ops.node_rolled(
-            name=f"Roll node {me.node} to {runner.install_name}",
+            name=f"Roll node {me.node} to {runner.install_name}"
+            + (" with its new port mapper" if epmd_changed else ""),
             current=paths.current, target=target, unit=paths.node_unit, nodes_file=paths.nodes,
             cookie=paths.cookie, timeout=s.roll_timeout, node=me.node, first_start=False,
-            config=node_config, _serial=True,
+            config=roll_config, _serial=True,
         )  # fmt: skip
     else:
         host_ops.units_started(name=f"Node {me.node}", units=[paths.node_unit], active=active)

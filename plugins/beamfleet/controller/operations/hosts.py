@@ -258,9 +258,12 @@ def node_rolled(
     + timeout: seconds the mesh has to become complete, before and after
     + node: this host's node name (for messages)
     + first_start: the node never ran here: link and start, no gate (check.py proves it)
-    + config: the node's unit and environment files: their ``.staged`` versions (see
-      :func:`file_content`) are put in place when the node restarts, and the replaced
-      ones back when the roll fails
+    + config: the node's unit and environment files, and the port mapper's unit once a
+      node runs: their ``.staged`` versions (see :func:`file_content`) are put in place
+      when the node restarts, and the replaced ones back when the roll fails; a unit file
+      other than the node's (``beamfleet-epmd.service``) restarts that unit in the same
+      ``systemctl restart`` as the node, never alone (a port mapper restarted under a
+      running node would not know it)
     + restart: restart the node with its new configuration, no gate (a switch between
       TCP and TLS distribution: no mesh can be complete half-way)
 
