@@ -13,6 +13,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+import shlex
 import subprocess
 from pathlib import Path
 
@@ -305,3 +306,85 @@ def test_a_version_that_cannot_join_is_rolled_back_and_the_run_fails(
     assert "the cookies differ" in run.output
     assert f"{ROLLED}: rolled back: the previous version is in the complete mesh" in run.output
     assert service_image(lab, ROLLED) == good
+
+
+# Printed by the manager's gate while a task of the new version runs (see below).
+GATE_GARBAGE = "beamfleet-test: this line stands where the mesh report should be"
+
+
+def garbling_python3(app: str, good_image: str) -> str:
+    """A ``python3`` for the manager's ``/usr/local/bin`` (before ``/usr/bin`` in root's
+    PATH): ``app``'s mesh gate (``python3 -c <mesh_check.py> '{"app": ...}' ...``) prints
+    :data:`GATE_GARBAGE` while a task meant to run runs another image than
+    ``good_image``; every other call is the real python3."""
+    gate_config = shlex.quote(f'{{"app": "{app}", "basename": ') + "*"
+    return f"""#!/bin/sh
+case "$3" in
+{gate_config})
+    if docker service ps --no-trunc --filter desired-state=running --format '{{{{.Image}}}}' \\
+        {shlex.quote(app)} | grep -qvF {shlex.quote(good_image)}; then
+        echo {shlex.quote(GATE_GARBAGE)}
+        exit 0
+    fi
+    ;;
+esac
+exec /usr/bin/python3 "$@"
+"""
+
+
+def running_images(lab: LabHandle, app: str) -> list[str]:
+    """The image of each task of ``app`` meant to run (with its digest when pinned)."""
+    fmt = "'{{.Image}}'"
+    out = lab.ssh(
+        MANAGER, f"docker service ps --no-trunc --filter desired-state=running --format {fmt} {app}"
+    )
+    return out.split()
+
+
+def test_a_gate_that_answers_garbage_mid_roll_puts_the_previous_version_back(
+    lab: LabHandle, tmp_path: Path
+) -> None:
+    """A version that would join, but the mesh gate on the manager answers a line that is
+    not its report once the first new task runs: the roll puts the previous version back,
+    the run fails naming that line, and no task of the new version is left."""
+    good = service_image(lab, ROLLED).split("@")[0]
+    new = version_image(tmp_path, "v3", "COPY VERSION /VERSION\n")
+    before = task_history(lab, ROLLED)
+    wrapper = garbling_python3(ROLLED, good)
+    lab.ssh(
+        MANAGER,
+        f"printf '%s' {shlex.quote(wrapper)} > /usr/local/bin/python3 "
+        "&& chmod 755 /usr/local/bin/python3",
+    )
+    try:
+        assert lab.ssh(MANAGER, "command -v python3").strip() == "/usr/local/bin/python3"
+        run = run_pyinfra(
+            apps_inventory(lab, env=LATER_ENV, images={ROLLED: new}), "deploys/cluster.py"
+        )
+        lab.runs.append(run)
+    finally:
+        lab.ssh(MANAGER, "rm -f /usr/local/bin/python3")
+    assert not run.ok, run.output[-4000:]
+    assert (
+        f"{ROLLED}: the mesh gate answered something that is not JSON: {GATE_GARBAGE!r}"
+        in run.output
+    ), run.output[-4000:]
+    assert f"{ROLLED}: putting the previous version back" in run.output
+    assert f"{ROLLED}: rolled back: the previous version is in the complete mesh" in run.output
+    # mid-roll: a task of the new version had started (and is gone again)
+    history = lab.ssh(
+        MANAGER, f"docker service ps --no-trunc --format '{{{{.Image}}}}' {ROLLED}"
+    ).split()
+    assert task_history(lab, ROLLED) - before, "no task was started"  # Swarm keeps 5 per slot
+    assert any(not image.startswith(f"{good}@") and image != good for image in history), history
+    # the previous version, in the complete mesh, and nothing held
+    assert service_image(lab, ROLLED).split("@")[0] == good
+    images = running_images(lab, ROLLED)
+    assert len(images) == REPLICAS and all(i.split("@")[0] == good for i in images), images
+    delay = lab.ssh(
+        MANAGER, f"docker service inspect --format '{{{{.Spec.UpdateConfig.Delay}}}}' {ROLLED}"
+    ).strip()
+    assert not delay.startswith("1h"), f"the service is held by a step's delay: {delay}"
+    check_mesh(lab, "mix", new)
+    said = [line for line in run.output.splitlines() if f"{ROLLED}: " in line]
+    print(f"garbled gate: run failed and rolled back in {run.seconds:.1f} s", *said, sep="\n")
