@@ -270,3 +270,34 @@ def test_an_ungated_restart_restarts_a_changed_port_mapper_with_the_node(host: H
     assert roll.returncode == 0, roll.stderr
     assert f"systemctl restart {EPMD_UNIT} {NODE_UNIT}" in roll.log
     assert not [line for line in roll.log if line.startswith("gate")]
+
+
+@pytest.mark.parametrize(
+    "where",
+    ["outside", "nested", "dotdot", "symlink"],
+)
+def test_a_target_that_is_not_an_entry_of_releases_is_refused(host: Host, where: str) -> None:
+    """Defence in depth behind the release checks: a successful roll removes TARGET's
+    siblings, so TARGET must be one real directory directly under releases/. The script
+    refuses anything else before it touches a file, and every sibling stays."""
+    running = host.release("0.1.0-aaaa")
+    host.running(running)
+    victim = host.root / "victim"
+    victim.mkdir()
+    (victim / "precious").write_text("keep me\n")
+    target = {
+        "outside": victim / "x",
+        "nested": host.releases / "0.2.0-bbbb" / "inner",
+        "dotdot": host.releases / ".." / ".." / ".." / "victim" / "x",
+        "symlink": host.releases / "0.2.0-link",
+    }[where]
+    if where == "symlink":
+        target.symlink_to(victim, target_is_directory=True)
+    else:
+        target.mkdir(parents=True, exist_ok=True)
+    roll = host.roll("roll", target, host.node_unit, host.node_env)
+    assert roll.returncode == 2
+    assert "is not an" in roll.stderr
+    assert roll.log == []  # not even the gate ran
+    assert (victim / "precious").read_text() == "keep me\n"
+    assert os.readlink(host.current) == str(running)

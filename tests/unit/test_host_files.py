@@ -16,6 +16,7 @@ from beamfleet.controller import host_files
 from beamfleet.controller.facts.hosts import parse_host_state
 from beamfleet.controller.host_files import HostPaths, NodeUnit
 from beamfleet.controller.operations.hosts import unpack_script
+from beamfleet.controller.safe_text import UnsafeTextError
 from beamfleet.runtime.discovery.config import load_config
 
 PATHS = HostPaths("demo")
@@ -80,6 +81,21 @@ def test_node_unit_runs_the_current_release_behind_the_entrypoint() -> None:
     assert "Requires=beamfleet-epmd.service\n" in text
     rebar = host_files.node_unit(PATHS, NodeUnit(**{**UNIT.__dict__, "kind": "rebar3"}))
     assert rebar.split("ExecStart=")[1].split("\n")[0].endswith("/bin/demo foreground")
+
+
+def test_the_node_restarts_with_its_port_mapper() -> None:
+    """What host_roll.sh relies on: the port mapper's unit file is named after its unit (so
+    the roll restarts it with the node when its staged file is put in place); the node
+    Requires= it (a restart or crash of the port mapper restarts the node), ordered After=
+    it (the node stops first, starts last); the port mapper comes back by itself."""
+    unit_file = PATHS.unit_path(host_files.EPMD_UNIT)
+    assert unit_file.rsplit("/", 1)[1] == host_files.EPMD_UNIT
+    assert host_files.EPMD_UNIT.endswith(".service")
+    node = host_files.node_unit(PATHS, UNIT).split("[Service]")[0].splitlines()
+    assert f"Requires={host_files.EPMD_UNIT}" in node
+    after = next(line for line in node if line.startswith("After=")).split("=", 1)[1].split()
+    assert host_files.EPMD_UNIT in after
+    assert "Restart=always" in host_files.epmd_unit("/usr/bin/epmd", "").splitlines()
 
 
 def test_epmd_listens_on_loopback_and_the_cluster_address_only() -> None:
@@ -228,3 +244,20 @@ def test_the_agent_config_gives_the_agent_its_certificate(tmp_path: Path) -> Non
     assert renewed != text  # a new version restarts the agent: it loads its certificate once
     assert parsed["tls_cert"] == parsed["tls_key"] == "/etc/beamfleet/demo/tls/agent.pem"
     assert parsed["tls_ca"] == "/etc/beamfleet/demo/tls/ca.pem"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("name", "app\nExecStartPre=+/bin/sh -c id"),
+        ("version", "1.0\n[Service]"),
+        ("basename", "demo\r"),
+        ("env", {"A\nB": "x"}),
+        ("env", {"MOTD": "one\ntwo"}),
+    ],
+)
+def test_a_unit_line_cannot_be_injected(field: str, value: object) -> None:
+    """Whatever reached the node's unit past the inventory's and the release's checks is
+    refused where the unit and its environment are written."""
+    with pytest.raises(UnsafeTextError):
+        NodeUnit(**{**UNIT.__dict__, field: value})

@@ -32,6 +32,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from beamfleet.controller.safe_text import env_name, one_line
 from beamfleet.runtime.constants import EPMD_PORT
 
 ROOT: Final = "/opt/beamfleet"
@@ -223,6 +224,15 @@ class NodeUnit:
     env: Mapping[str, str]
     provider: str = ""
     tls_version: int = 0  # TLS distribution with this version of the certificates (0: TCP)
+
+    def __post_init__(self) -> None:
+        # Every field becomes part of a line of the unit or the environment file.
+        for name, value in self.__dict__.items():
+            if isinstance(value, str):
+                one_line(value, f"the node's {name}")
+        for key, value in self.env.items():
+            one_line(env_name(key, "the node's environment"), f"the node's {key}")
+            one_line(value, f"the node's {key}")
 
 
 def start_command(kind: str) -> str:

@@ -68,6 +68,21 @@ SCRIPT_LIMIT: Final = 1 << 20
 CHUNK: Final = 1 << 16
 GLIBC_VERSION: Final = re.compile(rb"GLIBC_2\.(\d+)(?:\.\d+)?\x00")
 REL_FILE: Final = re.compile(r"releases/([^/]+)/([^/]+)\.rel")
+# What a release's names and versions may be: they become paths root writes, words of the
+# shell the deploy sends and lines of a systemd unit, so nothing else passes (no `/`, no
+# `..` on its own, no quote, `$`, space or control character). A release version is
+# SemVer-like (mix: `0.1.0`, `1.2.0-rc.1+build.5`); an ERTS version is dotted numbers; a
+# start script's name is the release's name (an atom: letters, digits, `_`, `-`).
+RELEASE_VERSION: Final = re.compile(r"[0-9A-Za-z][0-9A-Za-z._+-]{0,63}", re.ASCII)
+ERTS_VERSION_TEXT: Final = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,4}){0,5}", re.ASCII)
+START_SCRIPT_NAME: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,63}", re.ASCII)
+# Caps on what a release may unpack to (a small archive can expand to much more): far above
+# a real release (a Phoenix release with ERTS is about 60 MB in 2-4 thousand files).
+MAX_UNPACKED_BYTES: Final = 512 << 20
+MAX_MEMBERS: Final = 50_000
+# What the hosts can unpack: tar with gzip (Debian's essential set), or no compression.
+GZIP_MAGIC: Final = b"\x1f\x8b"
+OTHER_COMPRESSIONS: Final = {b"\xfd7zXZ\x00": "xz", b"BZh": "bzip2", b"\x28\xb5\x2f\xfd": "zstd"}
 ERTS_FILE: Final = re.compile(r"(erts-[^/]+)/bin/([^/]+)")
 HOST_ADVICE: Final = "Deploy it as an image, or give a release with a standard start script"
 
@@ -110,6 +125,12 @@ class UnknownErtsError(HostReleaseError):
     """The release's ERTS version maps to no OTP release beamfleet knows."""
 
 
+class UnsafeReleaseError(HostReleaseError):
+    """The archive holds something root must not unpack or use: a name or version outside
+    its pattern, a member that is not a plain file, directory or link inside the release,
+    a setuid/setgid file, or more than the caps allow. The message names the member."""
+
+
 class ReleaseExportError(HostReleaseError):
     """A built image's release could not be exported to a tarball."""
 
@@ -123,7 +144,12 @@ class HostRelease:
     (None without bundled ERTS); ``erts_arch``: the Debian architecture of the bundled
     ``beam.smp`` (None without bundled ERTS or when unknown); ``vm_args``: the
     ``releases/<vsn>/vm.args[.src]`` files, relative to the release root; ``digest``: the
-    sha256 of the tarball.
+    sha256 of the tarball; ``unpacked_bytes``: the size of its files; ``compressed``:
+    gzip (else a plain tar).
+
+    ``name``, ``version`` and ``erts_version`` match :data:`START_SCRIPT_NAME`,
+    :data:`RELEASE_VERSION` and :data:`ERTS_VERSION_TEXT`: they are safe in paths, shell
+    words and unit lines.
     """
 
     name: str
@@ -138,11 +164,18 @@ class HostRelease:
     prefix: str = ""
     vm_args: tuple[str, ...] = ()
     script_text: str = field(default="", repr=False, compare=False)
+    unpacked_bytes: int = 0
+    compressed: bool = True
 
     @property
     def install_name(self) -> str:
         """The directory name of this exact tarball on a host: ``<version>-<digest12>``."""
         return f"{self.version}-{self.digest[:12]}"
+
+    @property
+    def tar_options(self) -> str:
+        """How a host's ``tar -x`` reads it: ``-z`` for gzip, nothing for a plain tar."""
+        return "-z" if self.compressed else ""
 
 
 @dataclass
@@ -151,6 +184,7 @@ class _Root:
 
     start_erl: str | None = None
     bin: dict[str, str | None] = field(default_factory=dict)  # name -> text, None: not text
+    regular: set[str] = field(default_factory=set)  # paths of regular files (or hard links)
     rel_files: set[tuple[str, str]] = field(default_factory=set)  # (version, release name)
     vm_args: set[str] = field(default_factory=set)
     erts: dict[str, _Erts] = field(default_factory=dict)  # "erts-<vsn>" -> its binaries
@@ -162,8 +196,11 @@ class _Erts:
     machine: int | None = None
 
 
-def inspect_tarball(path: Path) -> HostRelease:
-    """Read a release tarball (any compression ``tarfile`` knows) without unpacking it.
+def inspect_tarball(
+    path: Path, *, max_bytes: int = MAX_UNPACKED_BYTES, max_members: int = MAX_MEMBERS
+) -> HostRelease:
+    """Read a release tarball (gzip or plain) without unpacking it, and check that root can
+    unpack it safely (see :class:`_MemberCheck`; ``max_bytes``/``max_members`` cap it).
 
     The release root is the top of the archive or its one leading directory (``app/``, as
     ``docker cp`` writes it): the one holding ``releases/start_erl.data``.
@@ -175,14 +212,29 @@ def inspect_tarball(path: Path) -> HostRelease:
 
     Raises:
         NotAReleaseError, CorruptTarballError, AmbiguousStartScriptError,
-        UnknownErtsError, HostReleaseError (a start script of an unknown shape).
+        UnknownErtsError, UnsafeReleaseError, HostReleaseError (a start script of an
+        unknown shape).
     """
     if not path.is_file():
         raise NotAReleaseError(f"the release tarball {path} does not exist (or is no file)")
-    roots = _read_archive(path)
+    compressed = _is_compressed(path)
+    check = _MemberCheck(path, max_members, max_bytes)
+    roots = _read_archive(path, check)
     prefix, root = _release_root(path, roots)
+    check.finish(prefix)
     erts_version, version = _start_erl(path, prefix, root)
     name = _start_script(path, root, version)
+    _check_word(path, name, START_SCRIPT_NAME, "its start script's name (bin/<name>)")
+    erts = root.erts.get(f"erts-{erts_version}")
+    edited = [f"bin/{name}", *sorted(root.vm_args)]
+    if erts is not None:
+        edited.append(f"erts-{erts_version}/bin/epmd")  # copied by root to a stable path
+    for relative in edited:
+        if relative not in root.regular:
+            raise check.refuse(
+                f"{prefix}/{relative}" if prefix else relative,
+                "is missing or not a regular file (root edits or copies it)",
+            )
     text = root.bin.get(name)
     kind = release_kind(text or "")
     if text is None or kind is None:
@@ -190,7 +242,6 @@ def inspect_tarball(path: Path) -> HostRelease:
             f"{path}: bin/{name} is not a release start script (neither an Elixir release's, "
             f"with RELEASE_COOKIE, nor a rebar3/relx one's, with RELX_). {HOST_ADVICE}"
         )
-    erts = root.erts.get(f"erts-{erts_version}")
     release = HostRelease(
         name=name,
         version=version,
@@ -204,10 +255,21 @@ def inspect_tarball(path: Path) -> HostRelease:
         prefix=prefix,
         vm_args=tuple(sorted(root.vm_args)),
         script_text=text,
+        unpacked_bytes=check.size,
+        compressed=compressed,
     )
     # A start script of an unknown shape is refused now, not on a host (named in the archive).
     cookie_edits(release, f"{path}:{prefix or '.'}")
     return release
+
+
+def _check_word(path: Path, value: str, pattern: re.Pattern[str], what: str) -> None:
+    if not pattern.fullmatch(value):
+        raise UnsafeReleaseError(
+            f"{path}: {what} is {value!r}, which is not allowed (it must match "
+            f"{pattern.pattern}): a release's names and versions become paths, shell words "
+            "and unit lines on the hosts; rebuild it with a plain name and version"
+        )
 
 
 def otp_major(erts_version: str) -> int:
@@ -227,12 +289,14 @@ def otp_major(erts_version: str) -> int:
     )
 
 
-def _read_archive(path: Path) -> dict[str, _Root]:
-    """Every candidate root's findings, by prefix ("" and each leading directory)."""
+def _read_archive(path: Path, check: _MemberCheck) -> dict[str, _Root]:
+    """Every candidate root's findings, by prefix ("" and each leading directory), each
+    member passed to ``check`` (finished by the caller once the root is known)."""
     roots: dict[str, _Root] = {}
     try:
         with tarfile.open(path, mode="r|*") as archive:
             for member in archive:
+                check.member(member)
                 _read_member(archive, member, roots)
     except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError) as exc:
         raise CorruptTarballError(
@@ -240,6 +304,134 @@ def _read_archive(path: Path) -> dict[str, _Root]:
             "release tarball itself (mix release's or rebar3 tar's .tar.gz), complete"
         ) from exc
     return roots
+
+
+def _is_compressed(path: Path) -> bool:
+    """True for gzip, False for a plain tar; any other compression is refused (the hosts'
+    ``tar`` is given ``-z`` or nothing, and a failed unpack must not wait for a host)."""
+    with path.open("rb") as stream:
+        head = stream.read(6)
+    if head.startswith(GZIP_MAGIC):
+        return True
+    for magic, name in OTHER_COMPRESSIONS.items():
+        if head.startswith(magic):
+            raise CorruptTarballError(
+                f"{path} is compressed with {name}: host mode takes a gzip-compressed tarball "
+                "(what mix release and rebar3 tar write) or a plain tar; recompress it, e.g. "
+                f"`{name.replace('zip2', 'zip')} -dc {path.name} | gzip > "
+                f"{path.stem.removesuffix('.tar')}.tar.gz`"
+            )
+    return False
+
+
+@dataclass
+class _MemberCheck:
+    """The members root may unpack: checked one by one as the archive streams past, then
+    as a whole once the release root is known (:meth:`finish`).
+
+    Refused, naming the member: an absolute name or one with a ``..`` component; a type
+    other than a regular file, a directory, a symbolic link or a hard link (devices, FIFOs);
+    the setuid or setgid bit; a member below a symbolic link (unpacking it would write
+    where the link points); a link whose target leaves the release or passes through
+    another symbolic link; more than :data:`MAX_MEMBERS` members or
+    :data:`MAX_UNPACKED_BYTES` of files.
+    """
+
+    path: Path
+    max_members: int = MAX_MEMBERS
+    max_bytes: int = MAX_UNPACKED_BYTES
+    count: int = 0
+    size: int = 0
+    tops: set[str] = field(default_factory=set)
+    symlinks: dict[str, str] = field(default_factory=dict)  # clean name -> raw target
+    hardlinks: dict[str, str] = field(default_factory=dict)  # clean name -> clean target
+
+    def refuse(self, name: str, why: str) -> UnsafeReleaseError:
+        return UnsafeReleaseError(
+            f"{self.path}: the member {name!r} {why}; host mode unpacks a release as root, "
+            "so it takes only regular files, directories and links that stay inside the "
+            "release: rebuild the release without it"
+        )
+
+    def member(self, member: tarfile.TarInfo) -> None:
+        self.count += 1
+        if self.count > self.max_members:
+            raise UnsafeReleaseError(
+                f"{self.path} holds more than {self.max_members} members: a release holds a "
+                "few thousand; is it the release tarball?"
+            )
+        name = self.clean(member.name)
+        if member.mode & 0o6000:
+            raise self.refuse(member.name, f"has the setuid or setgid bit (mode {member.mode:o})")
+        if not (member.isreg() or member.isdir() or member.issym() or member.islnk()):
+            raise self.refuse(member.name, "is a device, FIFO or another special file")
+        if member.isreg():
+            self.size += member.size
+            if self.size > self.max_bytes:
+                raise UnsafeReleaseError(
+                    f"{self.path} unpacks to more than {self.max_bytes >> 20} MiB (at "
+                    f"{member.name!r}): a release is tens of MB; is it the release tarball?"
+                )
+        if not name:
+            return
+        self.tops.add(name.split("/", 1)[0])
+        parents = name.split("/")[:-1]
+        for depth in range(1, len(parents) + 1):
+            if "/".join(parents[:depth]) in self.symlinks:
+                link = "/".join(parents[:depth])
+                raise self.refuse(member.name, f"is below the link {link!r}")
+        if member.issym():
+            if member.linkname.startswith("/"):
+                absolute = f"is a link to the absolute path {member.linkname!r}"
+                raise self.refuse(member.name, absolute)
+            self.symlinks[name] = member.linkname
+        elif member.islnk():
+            self.hardlinks[name] = self.clean(member.linkname)
+
+    def clean(self, raw: str) -> str:
+        """The member's name without ``./`` and trailing ``/`` ("" for the top itself)."""
+        if raw.startswith("/"):
+            raise self.refuse(raw, "has an absolute name")
+        parts = [p for p in raw.split("/") if p not in ("", ".")]
+        if ".." in parts:
+            raise self.refuse(raw, "has a `..` in its name")
+        if any(ord(c) < 32 or ord(c) == 127 for c in raw):
+            raise self.refuse(raw, "has a control character in its name")
+        return "/".join(parts)
+
+    def finish(self, prefix: str) -> None:
+        """Checks that need the whole archive and its release root (``prefix``)."""
+        if prefix and self.tops - {prefix}:
+            # --strip-components=1 would merge the other top directories into the release
+            others = ", ".join(sorted(self.tops - {prefix}))
+            raise UnsafeReleaseError(
+                f"{self.path}: the release is under {prefix}/, and the archive also holds "
+                f"{others} beside it: give a tarball of the release alone"
+            )
+        inside = f"{prefix}/" if prefix else ""
+        for name, target in self.hardlinks.items():
+            if inside and not target.startswith(inside):
+                raise self.refuse(name, f"is a hard link to {target!r}, outside the release")
+        for name, target in self.symlinks.items():
+            self._symlink_stays_inside(name, target, prefix)
+
+    def _symlink_stays_inside(self, name: str, target: str, prefix: str) -> None:
+        # Walked component by component: a textual normpath would let `a/../b` pass where
+        # `a` is itself a link that points elsewhere.
+        where = name.split("/")[:-1]
+        floor = 1 if prefix else 0
+        parts = [p for p in target.split("/") if p not in ("", ".")]
+        for i, part in enumerate(parts):
+            if part == "..":
+                if len(where) <= floor:
+                    raise self.refuse(name, f"is a link to {target!r}, outside the release")
+                where.pop()
+                continue
+            where.append(part)
+            if i < len(parts) - 1 and "/".join(where) in self.symlinks:
+                raise self.refuse(
+                    name, f"is a link to {target!r}, through the link {'/'.join(where)!r}"
+                )
 
 
 def _placements(name: str) -> list[tuple[str, str]]:
@@ -286,6 +478,9 @@ def _read_member(
     links = dict(_placements(member.linkname)) if member.islnk() else {}
     for prefix, relative in wanted:
         root = roots.setdefault(prefix, _Root())
+        # root edits the start script and vm.args in place: they must not be links
+        if member.isreg() or (member.islnk() and links.get(prefix) in root.regular):
+            root.regular.add(relative)
         linked = _bin_name(links.get(prefix, ""))
         if linked is not None and _bin_name(relative) is not None:
             # A hard link in bin/ (a start script and its versioned copy): the same text.
@@ -400,12 +595,14 @@ def _release_root(path: Path, roots: Mapping[str, _Root]) -> tuple[str, _Root]:
 def _start_erl(path: Path, prefix: str, root: _Root) -> tuple[str, str]:
     """(ERTS version, release version) from ``releases/start_erl.data``."""
     words = (root.start_erl or "").split()
+    where = f"{prefix}/{START_ERL_DATA}" if prefix else START_ERL_DATA
     if len(words) != 2:
-        where = f"{prefix}/{START_ERL_DATA}" if prefix else START_ERL_DATA
         raise NotAReleaseError(
             f"{path}: {where} holds {root.start_erl!r}, not 'ERTS_VERSION RELEASE_VERSION' "
             "as mix release and rebar3 write it"
         )
+    _check_word(path, words[0], ERTS_VERSION_TEXT, f"the ERTS version in {where}")
+    _check_word(path, words[1], RELEASE_VERSION, f"the release version in {where}")
     return words[0], words[1]
 
 

@@ -34,6 +34,18 @@ set -u
 }
 mode=$1 current=$2 target=$3 unit=$4 nodes=$5 cookie=$6 timeout=$7 node=$8
 shift 8
+# TARGET is one entry of the releases directory beside CURRENT, never another path: a
+# successful roll removes TARGET's siblings, which must only ever be older releases
+releases=${current%/*}/releases
+case ${target#"$releases"/} in
+"$target" | "" | */* | . | .. | -*)
+    echo "$0: release $target is not an entry of $releases" >&2
+    exit 2 ;;
+esac
+if [ ! -d "$target" ] || [ -L "$target" ]; then
+    echo "$0: release $target is not an unpacked release directory" >&2
+    exit 2
+fi
 beamfleet=/opt/beamfleet/bin/beamfleet
 
 etc=${cookie%/*}

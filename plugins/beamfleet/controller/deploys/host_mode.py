@@ -170,6 +170,21 @@ HOST_KEYS = KeyTable(
             default_doc="built from `app_build`",
         ),
         KeySpec(
+            "app_release_max_mb",
+            (int,),
+            "host mode: the most a release tarball may unpack to (MiB); a larger one is "
+            "refused before any host is touched",
+            512,
+            positive,
+        ),
+        KeySpec(
+            "app_release_max_files",
+            (int,),
+            "host mode: the most members a release tarball may hold",
+            50_000,
+            positive,
+        ),
+        KeySpec(
             "app_user",
             (str,),
             "host mode: the account the node and its agent run as (created as a system user)",
@@ -248,6 +263,8 @@ class HostSettings:
     dist_tls_days: int = 30
     rotate_dist_tls: bool = False
     renew_dist_ca: bool = False
+    release_max_bytes: int = 512 << 20
+    release_max_members: int = 50_000
 
     @property
     def paths(self) -> HostPaths:
@@ -328,6 +345,8 @@ def host_settings(data_host: Host | None = None) -> HostSettings:
         dist_tls_days=int(APP_KEYS.value(data, "app_dist_tls_days")),
         rotate_dist_tls=bool(CLUSTER_KEYS.value(data, "rotate_dist_tls")),
         renew_dist_ca=bool(CLUSTER_KEYS.value(data, "renew_dist_ca")),
+        release_max_bytes=int(HOST_KEYS.value(data, "app_release_max_mb")) << 20,
+        release_max_members=int(HOST_KEYS.value(data, "app_release_max_files")),
     )
 
 
@@ -431,7 +450,9 @@ def _release(settings: HostSettings) -> tuple[Path, HostRelease]:
         root = layout.script.rsplit("/bin/", 1)[0]
         path = export_from_image(built.image_id, root, images.cache_dir() / "releases")
     try:
-        return path, inspect_tarball(path)
+        return path, inspect_tarball(
+            path, max_bytes=settings.release_max_bytes, max_members=settings.release_max_members
+        )
     except HostReleaseError as exc:
         raise HostModeError([f"{path}: {exc}"]) from exc
 

@@ -15,6 +15,7 @@ Example::
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -30,6 +31,38 @@ from beamfleet.controller.host_release import HostRelease, cookie_edits, needs_e
 from beamfleet.controller.operations import hosts as host_ops
 
 DEBIAN_EPMD = "/usr/bin/epmd"
+# After the unpack, as root: no setuid/setgid file and nothing the node's user (or anyone
+# but root) can change. The release was checked for both (host_release), this makes sure.
+RELEASE_MODES = 'chmod -R u-s,g-s,go-w "$target"'
+
+
+def release_unpack(release: HostRelease) -> str:
+    """The shell that unpacks the release's tarball (``$archive``) into ``$target``, as
+    root: files owned by root, modes masked by the umask, the compression the tarball was
+    found to have (:attr:`HostRelease.tar_options`).
+
+    Example::
+
+        release_unpack(release)
+        # 'tar -x -z -f "$archive" -C "$target" --no-same-owner --no-same-permissions'
+    """
+    words = ["tar", "-x", release.tar_options, '-f "$archive" -C "$target"']
+    if release.prefix:
+        words.append("--strip-components=1")
+    words += ["--no-same-owner", "--no-same-permissions"]
+    return " ".join(w for w in words if w)
+
+
+def epmd_copy(release: HostRelease, target: str) -> str:
+    """The shell that copies the release's port mapper to a stable path, as root: only a
+    regular file (``install`` would follow a link to any file root can read)."""
+    source = shlex.quote(f"{target}/erts-{release.erts_version}/bin/epmd")
+    return (
+        f"src={source}; "
+        'if [ -L "$src" ] || [ ! -f "$src" ]; then '
+        'echo "$src: not a regular file, no port mapper copied" >&2; exit 1; fi; '
+        f'install -m 755 "$src" {shlex.quote(f"{host_files.BIN}/epmd")}'
+    )
 
 
 class NodeRunner(Protocol):
@@ -94,23 +127,20 @@ class ReleaseRunner:
     def install(self, facts: HostState, paths: HostPaths) -> str:
         release = self.release
         target = f"{paths.releases}/{release.install_name}"
-        strip = "--strip-components=1 " if release.prefix else ""
         host_ops.archive_unpacked(
             name=f"Release {release.name} {release.version} ({release.install_name})",
             archive=str(self.archive),
             directory=target,
             present=release.install_name in facts.releases,
-            unpack=f'tar -xzf "$archive" -C "$target" {strip}--no-same-owner',
+            unpack=release_unpack(release),
             # the edits name the files where they are unpacked, before the move into place
-            after=(*cookie_edits(release, f"{target}.tmp"), 'chmod -R go-w "$target"'),
+            after=(*cookie_edits(release, f"{target}.tmp"), RELEASE_MODES),
+            needed_bytes=self.archive.stat().st_size + release.unpacked_bytes,
         )
         if not self.needs_erlang_base and facts.epmd is None:
             server.shell(
                 name="A stable port mapper binary (copied from the release's ERTS)",
-                commands=[
-                    f"install -m 755 {target}/erts-{release.erts_version}/bin/epmd "
-                    f"{host_files.BIN}/epmd"
-                ],
+                commands=[epmd_copy(release, target)],
             )
         return target
 

@@ -114,7 +114,9 @@ def archive_unpacked(
     directory: str,
     present: bool,
     unpack: str,
+    *,
     after: Sequence[str] = (),
+    needed_bytes: int = 0,
 ) -> Commands:
     """
     Upload an archive and unpack it into ``directory``, unless that directory exists.
@@ -125,28 +127,54 @@ def archive_unpacked(
     + unpack: the shell that unpacks ``$archive`` into ``$target`` (e.g. ``tar -xzf``)
     + after: shell commands run before it is moved into place (``$target``, the
       unpacked tree, is ``<directory>.tmp``)
+    + needed_bytes: the space the upload and the unpacked tree take together: checked
+      free before the upload (0: not checked)
 
-    The upload goes to a temporary name next to the directory and is removed afterwards.
+    The upload goes to a temporary name next to the directory; it and a half-unpacked
+    tree are removed whether the unpack succeeds, fails or is interrupted.
     """
     if present:
         host.noop(f"{directory} is unpacked")
         return
     upload = f"{directory}.upload"
+    if needed_bytes:
+        yield StringCommand("sh", "-c", shlex.quote(space_check(directory, needed_bytes)))
     yield FileUploadCommand(archive, upload)
     yield StringCommand("sh", "-c", shlex.quote(unpack_script(upload, directory, unpack, after)))
+
+
+def space_check(directory: str, needed_bytes: int) -> str:
+    """Shell that fails, saying how much is free and needed, unless the file system that
+    will hold ``directory`` has ``needed_bytes`` free (and 5% more)."""
+    parent = shlex.quote(str(Path(directory).parent))
+    need_kib = (needed_bytes + needed_bytes // 20) // 1024 + 1
+    return (
+        f"set -e; mkdir -p {parent}; "
+        f"free=$(df -Pk {parent} | awk 'NR == 2 {{ print $4 }}'); "
+        f'if [ "$free" -lt {need_kib} ]; then '
+        f'echo "{directory}: {need_kib} KiB needed, {parent} has $free KiB free: free space '
+        'there or give it a larger disk" >&2; exit 1; fi'
+    )
 
 
 def unpack_script(upload: str, directory: str, unpack: str, after: Sequence[str] = ()) -> str:
     """The shell of :func:`archive_unpacked`: unpack ``upload`` into ``<directory>.tmp``, run
     ``after``, then put it in place as ``directory`` (replacing what an interrupted run may
     have left there, which no ``current`` link points at: the deploy saw it absent or
-    unused), and remove the upload."""
+    unused), and remove the upload. Whatever stops it half way (a failed command, a lost
+    connection), a trap removes the upload and the half-unpacked tree: a release's upload
+    may still hold its build-time cookie."""
     quoted = shlex.quote(directory)
     return "; ".join(
         [
             "set -e",
+            "umask 022",
             f"archive={shlex.quote(upload)}",
             f"target={shlex.quote(directory + '.tmp')}",
+            """trap 'rm -rf "$target" "$archive"' EXIT""",
+            "trap 'exit 129' HUP",
+            "trap 'exit 130' INT",
+            "trap 'exit 143' TERM",
             'rm -rf "$target"',
             'mkdir -p "$target"',
             unpack,
@@ -154,6 +182,7 @@ def unpack_script(upload: str, directory: str, unpack: str, after: Sequence[str]
             f"rm -rf {quoted}",
             f'mv "$target" {quoted}',
             'rm -f "$archive"',
+            "trap - EXIT",
         ]
     )
 
